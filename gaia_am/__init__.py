@@ -1,0 +1,1 @@
+"""The ApplicationMaster: one per application, keeps its instances running."""

@@ -1,0 +1,100 @@
+"""A client of the leading master, found by cluster name, that follows failovers.
+
+Used by the CLI, ApplicationMasters and users' programs. It reads only the masters' addresses
+from etcd; everything else goes through the master's gRPC API.
+"""
+import random
+import time
+
+import grpc
+
+from gaia_common import config, etcd as etcd_mod, rpc
+from gaia_common.keys import Keys
+from gaia_common.masters import list_masters
+from gaia_common.pb import master_pb2_grpc
+
+# Codes after which the same call may succeed against another replica or a moment later.
+RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION,
+             grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+
+
+class GaiaError(Exception):
+    """An answer from Gaia that is final (bad input, not found...) or a give-up after retries."""
+
+    def __init__(self, code, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class MasterClient:
+    def __init__(self, cluster: str, etcd_endpoints=None, masters=None,
+                 deadline: float = rpc.DEFAULT_DEADLINE, retry_for: float = 30.0):
+        self.keys = Keys(cluster)
+        self.cluster = cluster
+        self.static_masters = list(masters or [])
+        self._etcd = etcd_mod.connect(etcd_endpoints, timeout=3) if etcd_endpoints else None
+        self.deadline = deadline
+        self.retry_for = retry_for
+        self._leader = ""
+        self._channels = {}
+
+    @classmethod
+    def for_cluster(cls, name: str, **kwargs) -> "MasterClient":
+        """Look `name` up in the client config (~/.gaia/config.yaml or $GAIA_CONFIG)."""
+        entry = config.cluster_entry(name)
+        return cls(name, etcd_endpoints=entry.get("etcd"), masters=entry.get("masters"), **kwargs)
+
+    def close(self):
+        for ch in self._channels.values():
+            ch.close()
+        if self._etcd:
+            self._etcd.close()
+
+    def masters(self) -> list:
+        if not self._etcd:
+            raise GaiaError(grpc.StatusCode.FAILED_PRECONDITION,
+                            f"cluster {self.cluster!r} has no etcd endpoints in the client config")
+        return list_masters(self._etcd, self.keys)
+
+    def _candidates(self) -> list:
+        if self._leader:
+            return [self._leader]
+        if self._etcd:
+            try:
+                found = [m.address for m in self.masters()]
+            except etcd_mod.TRANSIENT:
+                found = []
+            if found:
+                return found[:1]
+        return self.static_masters
+
+    def _stub(self, address: str):
+        if address not in self._channels:
+            self._channels[address] = rpc.channel(address)
+        return master_pb2_grpc.MasterStub(self._channels[address])
+
+    def call(self, method: str, request, timeout: float = None):
+        """Call `method` on the leader; follow redirects and retry through failovers.
+
+        Only safe for idempotent calls or calls that carry an idempotency key.
+        """
+        give_up = time.monotonic() + self.retry_for
+        last = "no master is registered for this cluster"
+        attempt = 0
+        while True:
+            for address in self._candidates():
+                try:
+                    return getattr(self._stub(address), method)(request, timeout=timeout or self.deadline)
+                except grpc.RpcError as e:
+                    if e.code() not in RETRYABLE:
+                        raise GaiaError(e.code(), e.details()) from None
+                    last = f"{address}: {e.code().name}: {e.details()}"
+                    self._leader = rpc.leader_of(e) if e.code() == grpc.StatusCode.FAILED_PRECONDITION else ""
+                    if self._leader:
+                        break  # redirected: go straight to the named leader
+            if time.monotonic() > give_up:
+                raise GaiaError(grpc.StatusCode.UNAVAILABLE, f"no leading master answered: {last}")
+            if not self._leader:
+                attempt += 1
+                time.sleep(min(0.5, 0.05 * 2 ** min(attempt, 4)) * (0.5 + random.random()))

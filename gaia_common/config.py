@@ -1,0 +1,106 @@
+"""Config files: the daemons' (master.yaml, node.yaml) and the client's (~/.gaia/config.yaml).
+
+Daemon configs are dataclasses with defaults a dev cluster can use as they are; unknown keys
+are errors (a typo must not silently mean "default").
+"""
+import dataclasses
+import os
+import pathlib
+import socket
+
+import yaml
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclasses.dataclass
+class MasterConfig:
+    cluster: str = "dev"
+    etcd: list = dataclasses.field(default_factory=lambda: ["http://127.0.0.1:2379"])
+    listen: str = "127.0.0.1:0"           # gRPC host:port; port 0 picks a free one
+    advertise: str = ""                   # address others dial; default: the bound listen address
+    id: str = ""                          # default: <hostname>-<pid>
+    lease_ttl: int = 2                    # seconds; a crashed leader is replaced within this + ~1s
+    python: str = ""                      # interpreter for `gaia am` on nodes; default: this one
+    am_resources: dict = dataclasses.field(default_factory=lambda: {"cpu": "100m", "memory": "128Mi"})
+
+
+@dataclasses.dataclass
+class NodeConfig:
+    cluster: str = "dev"
+    etcd: list = dataclasses.field(default_factory=lambda: ["http://127.0.0.1:2379"])
+    listen: str = "127.0.0.1:0"
+    advertise: str = ""
+    id: str = ""                          # default: the hostname
+    host_ip: str = "127.0.0.1"            # the address instances are reachable at
+    state_dir: str = "/var/lib/gaia/node"
+    cgroup_root: str = "/sys/fs/cgroup"
+    cgroup_parent: str = "gaia"
+    lease_ttl: int = 3
+    labels: dict = dataclasses.field(default_factory=dict)
+    capacity: dict = dataclasses.field(default_factory=dict)   # overrides of what psutil reports
+    port_range: list = dataclasses.field(default_factory=lambda: [20000, 32767])
+    drivers: list = dataclasses.field(default_factory=lambda: ["process"])
+
+
+def load_daemon_config(cls, path: str = None, overrides: dict = None):
+    """Read a YAML file into `cls`, then apply command-line overrides (None values ignored)."""
+    values = {}
+    if path:
+        try:
+            values = yaml.safe_load(pathlib.Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"{path}: {e}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: must be a mapping of settings")
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{path or 'config'}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    if isinstance(values.get("etcd"), str):
+        values["etcd"] = [e for e in values["etcd"].split(",") if e]
+    return cls(**values)
+
+
+def default_id() -> str:
+    return socket.gethostname()
+
+
+# ---- the client's config: cluster names -> how to reach them ----
+
+def client_config_path() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("GAIA_CONFIG") or pathlib.Path.home() / ".gaia" / "config.yaml")
+
+
+def load_client_config(path: pathlib.Path = None) -> dict:
+    path = path or client_config_path()
+    if not path.exists():
+        return {"current": "", "clusters": {}}
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    doc.setdefault("current", "")
+    doc.setdefault("clusters", {})
+    return doc
+
+
+def save_client_config(doc: dict, path: pathlib.Path = None):
+    path = path or client_config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=True))
+    os.replace(tmp, path)  # atomic: a crash never leaves half a config
+
+
+def cluster_entry(name: str, path: pathlib.Path = None) -> dict:
+    """The client config's entry for cluster `name`: {etcd: [...], masters: [...], tls: {...}}."""
+    doc = load_client_config(path)
+    entry = doc["clusters"].get(name)
+    if entry is None:
+        known = ", ".join(sorted(doc["clusters"])) or "none"
+        raise ConfigError(f"unknown cluster {name!r} (known: {known}); add it with `gaia cluster add`")
+    return entry

@@ -1,0 +1,92 @@
+"""The etcd key layout: everything of a cluster lives under /gaia/<cluster>/.
+
+One place names every key so that several clusters can share one etcd and no daemon
+invents paths of its own. Who writes each prefix (one writer per key):
+  masters/election/<lease>   each master replica (its own key, bound to its lease)
+  masters/leader             the leader (fenced)
+  apps/<name>                the leader (fenced)
+  idempotency/<key>          the leader (fenced), same transaction as the app
+  allocations/<app_id>/<instance_id>   the leader (fenced)
+  nodes/<node_id>            that node (bound to its lease)
+  containers/<app_id>/<container_id>   the node running it (bound to its lease)
+  services/<app_name>/<instance_id>    the node running it (bound to its lease)
+"""
+import re
+
+_CLUSTER_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def valid_cluster_name(name: str) -> bool:
+    return bool(_CLUSTER_NAME.match(name or ""))
+
+
+class Keys:
+    """Keys of one cluster."""
+
+    def __init__(self, cluster: str):
+        if not valid_cluster_name(cluster):
+            raise ValueError(f"cluster name {cluster!r}: use lowercase letters, digits and '-'")
+        self.cluster = cluster
+        self.root = f"/gaia/{cluster}/"
+
+    # masters
+    @property
+    def masters(self) -> str:
+        return self.root + "masters/"
+
+    @property
+    def election(self) -> str:
+        return self.root + "masters/election/"
+
+    def election_key(self, lease_id: int) -> str:
+        return f"{self.election}{lease_id:016x}"
+
+    @property
+    def leader(self) -> str:
+        return self.root + "masters/leader"
+
+    # applications
+    @property
+    def apps(self) -> str:
+        return self.root + "apps/"
+
+    def app(self, name: str) -> str:
+        return self.apps + name
+
+    def idempotency(self, key: str) -> str:
+        return self.root + "idempotency/" + key
+
+    @property
+    def allocations(self) -> str:
+        return self.root + "allocations/"
+
+    def app_allocations(self, app_id: str) -> str:
+        return f"{self.allocations}{app_id}/"
+
+    def allocation(self, app_id: str, instance_id: str) -> str:
+        return f"{self.allocations}{app_id}/{instance_id}"
+
+    # nodes
+    @property
+    def nodes(self) -> str:
+        return self.root + "nodes/"
+
+    def node(self, node_id: str) -> str:
+        return self.nodes + node_id
+
+    @property
+    def containers(self) -> str:
+        return self.root + "containers/"
+
+    def container(self, app_id: str, container_id: str) -> str:
+        return f"{self.containers}{app_id}/{container_id}"
+
+    @property
+    def services(self) -> str:
+        return self.root + "services/"
+
+    def app_services(self, app_name: str) -> str:
+        return f"{self.services}{app_name}/"
+
+    def service(self, app_name: str, instance_id: str) -> str:
+        return f"{self.services}{app_name}/{instance_id}"

@@ -1,0 +1,1 @@
+"""Generated from proto/ by gaia_common.protogen; do not edit."""

@@ -1,0 +1,168 @@
+from . import types_pb2 as _types_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SubmitAppRequest(_message.Message):
+    __slots__ = ("spec", "idempotency_key")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    spec: _types_pb2.AppSpec
+    idempotency_key: str
+    def __init__(self, spec: _Optional[_Union[_types_pb2.AppSpec, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class SubmitAppResponse(_message.Message):
+    __slots__ = ("app_id", "existed")
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
+    app_id: str
+    existed: bool
+    def __init__(self, app_id: _Optional[str] = ..., existed: _Optional[bool] = ...) -> None: ...
+
+class GetAppRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListAppsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListAppsResponse(_message.Message):
+    __slots__ = ("apps",)
+    APPS_FIELD_NUMBER: _ClassVar[int]
+    apps: _containers.RepeatedCompositeFieldContainer[AppStatus]
+    def __init__(self, apps: _Optional[_Iterable[_Union[AppStatus, _Mapping]]] = ...) -> None: ...
+
+class ScaleAppRequest(_message.Message):
+    __slots__ = ("name", "instances")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    instances: int
+    def __init__(self, name: _Optional[str] = ..., instances: _Optional[int] = ...) -> None: ...
+
+class KillAppRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListNodesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListNodesResponse(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeStatus]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeStatus, _Mapping]]] = ...) -> None: ...
+
+class GetNodeRequest(_message.Message):
+    __slots__ = ("node_id",)
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    def __init__(self, node_id: _Optional[str] = ...) -> None: ...
+
+class ResolveRequest(_message.Message):
+    __slots__ = ("app", "port")
+    APP_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    port: str
+    def __init__(self, app: _Optional[str] = ..., port: _Optional[str] = ...) -> None: ...
+
+class ResolveResponse(_message.Message):
+    __slots__ = ("endpoints",)
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    endpoints: _containers.RepeatedCompositeFieldContainer[_types_pb2.ServiceEndpoint]
+    def __init__(self, endpoints: _Optional[_Iterable[_Union[_types_pb2.ServiceEndpoint, _Mapping]]] = ...) -> None: ...
+
+class InstanceView(_message.Message):
+    __slots__ = ("allocation", "status")
+    ALLOCATION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    allocation: _types_pb2.Allocation
+    status: _types_pb2.ContainerStatus
+    def __init__(self, allocation: _Optional[_Union[_types_pb2.Allocation, _Mapping]] = ..., status: _Optional[_Union[_types_pb2.ContainerStatus, _Mapping]] = ...) -> None: ...
+
+class AppStatus(_message.Message):
+    __slots__ = ("app", "instances", "am", "epoch")
+    APP_FIELD_NUMBER: _ClassVar[int]
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    AM_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    app: _types_pb2.AppRecord
+    instances: _containers.RepeatedCompositeFieldContainer[InstanceView]
+    am: InstanceView
+    epoch: int
+    def __init__(self, app: _Optional[_Union[_types_pb2.AppRecord, _Mapping]] = ..., instances: _Optional[_Iterable[_Union[InstanceView, _Mapping]]] = ..., am: _Optional[_Union[InstanceView, _Mapping]] = ..., epoch: _Optional[int] = ...) -> None: ...
+
+class NodeStatus(_message.Message):
+    __slots__ = ("info", "allocated", "containers", "alive")
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATED_FIELD_NUMBER: _ClassVar[int]
+    CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    ALIVE_FIELD_NUMBER: _ClassVar[int]
+    info: _types_pb2.NodeInfo
+    allocated: _types_pb2.Resources
+    containers: int
+    alive: bool
+    def __init__(self, info: _Optional[_Union[_types_pb2.NodeInfo, _Mapping]] = ..., allocated: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., containers: _Optional[int] = ..., alive: _Optional[bool] = ...) -> None: ...
+
+class RegisterAMRequest(_message.Message):
+    __slots__ = ("app_id", "attempt")
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    app_id: str
+    attempt: int
+    def __init__(self, app_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class ContainerRequest(_message.Message):
+    __slots__ = ("app_id", "attempt", "count", "resources", "gang")
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    GANG_FIELD_NUMBER: _ClassVar[int]
+    app_id: str
+    attempt: int
+    count: int
+    resources: _types_pb2.ResourceRequirements
+    gang: bool
+    def __init__(self, app_id: _Optional[str] = ..., attempt: _Optional[int] = ..., count: _Optional[int] = ..., resources: _Optional[_Union[_types_pb2.ResourceRequirements, _Mapping]] = ..., gang: _Optional[bool] = ...) -> None: ...
+
+class Grants(_message.Message):
+    __slots__ = ("allocations", "message")
+    ALLOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    allocations: _containers.RepeatedCompositeFieldContainer[_types_pb2.Allocation]
+    message: str
+    def __init__(self, allocations: _Optional[_Iterable[_Union[_types_pb2.Allocation, _Mapping]]] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ReleaseRequest(_message.Message):
+    __slots__ = ("app_id", "attempt", "instance_ids")
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_IDS_FIELD_NUMBER: _ClassVar[int]
+    app_id: str
+    attempt: int
+    instance_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, app_id: _Optional[str] = ..., attempt: _Optional[int] = ..., instance_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AppStateReport(_message.Message):
+    __slots__ = ("app_id", "attempt", "state", "message")
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    app_id: str
+    attempt: int
+    state: _types_pb2.AppState
+    message: str
+    def __init__(self, app_id: _Optional[str] = ..., attempt: _Optional[int] = ..., state: _Optional[_Union[_types_pb2.AppState, str]] = ..., message: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,44 @@
+from . import types_pb2 as _types_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class StartContainerRequest(_message.Message):
+    __slots__ = ("epoch", "spec")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    spec: _types_pb2.ContainerSpec
+    def __init__(self, epoch: _Optional[int] = ..., spec: _Optional[_Union[_types_pb2.ContainerSpec, _Mapping]] = ...) -> None: ...
+
+class StopContainerRequest(_message.Message):
+    __slots__ = ("epoch", "container_id", "grace_seconds", "remove")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    GRACE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    container_id: str
+    grace_seconds: float
+    remove: bool
+    def __init__(self, epoch: _Optional[int] = ..., container_id: _Optional[str] = ..., grace_seconds: _Optional[float] = ..., remove: _Optional[bool] = ...) -> None: ...
+
+class NodeStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class NodeReport(_message.Message):
+    __slots__ = ("info", "containers", "known_epoch", "refused_commands")
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    info: _types_pb2.NodeInfo
+    containers: _containers.RepeatedCompositeFieldContainer[_types_pb2.ContainerStatus]
+    known_epoch: int
+    refused_commands: int
+    def __init__(self, info: _Optional[_Union[_types_pb2.NodeInfo, _Mapping]] = ..., containers: _Optional[_Iterable[_Union[_types_pb2.ContainerStatus, _Mapping]]] = ..., known_epoch: _Optional[int] = ..., refused_commands: _Optional[int] = ...) -> None: ...

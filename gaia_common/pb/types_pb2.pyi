@@ -1,0 +1,310 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class AppKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    APP_KIND_UNSPECIFIED: _ClassVar[AppKind]
+    APP_KIND_SERVICE: _ClassVar[AppKind]
+    APP_KIND_BATCH: _ClassVar[AppKind]
+
+class AppState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    APP_STATE_UNSPECIFIED: _ClassVar[AppState]
+    APP_STATE_PENDING: _ClassVar[AppState]
+    APP_STATE_RUNNING: _ClassVar[AppState]
+    APP_STATE_SUCCEEDED: _ClassVar[AppState]
+    APP_STATE_FAILED: _ClassVar[AppState]
+    APP_STATE_KILLED: _ClassVar[AppState]
+
+class ContainerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONTAINER_STATE_UNSPECIFIED: _ClassVar[ContainerState]
+    CONTAINER_STATE_STARTING: _ClassVar[ContainerState]
+    CONTAINER_STATE_RUNNING: _ClassVar[ContainerState]
+    CONTAINER_STATE_EXITED: _ClassVar[ContainerState]
+    CONTAINER_STATE_FAILED: _ClassVar[ContainerState]
+    CONTAINER_STATE_LOST: _ClassVar[ContainerState]
+    CONTAINER_STATE_STOPPED: _ClassVar[ContainerState]
+APP_KIND_UNSPECIFIED: AppKind
+APP_KIND_SERVICE: AppKind
+APP_KIND_BATCH: AppKind
+APP_STATE_UNSPECIFIED: AppState
+APP_STATE_PENDING: AppState
+APP_STATE_RUNNING: AppState
+APP_STATE_SUCCEEDED: AppState
+APP_STATE_FAILED: AppState
+APP_STATE_KILLED: AppState
+CONTAINER_STATE_UNSPECIFIED: ContainerState
+CONTAINER_STATE_STARTING: ContainerState
+CONTAINER_STATE_RUNNING: ContainerState
+CONTAINER_STATE_EXITED: ContainerState
+CONTAINER_STATE_FAILED: ContainerState
+CONTAINER_STATE_LOST: ContainerState
+CONTAINER_STATE_STOPPED: ContainerState
+
+class Resources(_message.Message):
+    __slots__ = ("cpu_millis", "memory_bytes", "disk_bytes", "net_in_bps", "net_out_bps", "disk_read_bps", "disk_write_bps", "gpu_share", "gpu_memory_bytes")
+    CPU_MILLIS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DISK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    NET_IN_BPS_FIELD_NUMBER: _ClassVar[int]
+    NET_OUT_BPS_FIELD_NUMBER: _ClassVar[int]
+    DISK_READ_BPS_FIELD_NUMBER: _ClassVar[int]
+    DISK_WRITE_BPS_FIELD_NUMBER: _ClassVar[int]
+    GPU_SHARE_FIELD_NUMBER: _ClassVar[int]
+    GPU_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    cpu_millis: int
+    memory_bytes: int
+    disk_bytes: int
+    net_in_bps: int
+    net_out_bps: int
+    disk_read_bps: int
+    disk_write_bps: int
+    gpu_share: int
+    gpu_memory_bytes: int
+    def __init__(self, cpu_millis: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., net_in_bps: _Optional[int] = ..., net_out_bps: _Optional[int] = ..., disk_read_bps: _Optional[int] = ..., disk_write_bps: _Optional[int] = ..., gpu_share: _Optional[int] = ..., gpu_memory_bytes: _Optional[int] = ...) -> None: ...
+
+class ResourceRequirements(_message.Message):
+    __slots__ = ("request", "limit")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    request: Resources
+    limit: Resources
+    def __init__(self, request: _Optional[_Union[Resources, _Mapping]] = ..., limit: _Optional[_Union[Resources, _Mapping]] = ...) -> None: ...
+
+class Port(_message.Message):
+    __slots__ = ("name", "container_port", "protocol")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_PORT_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    container_port: int
+    protocol: str
+    def __init__(self, name: _Optional[str] = ..., container_port: _Optional[int] = ..., protocol: _Optional[str] = ...) -> None: ...
+
+class AppSpec(_message.Message):
+    __slots__ = ("name", "pool", "priority", "instances", "kind", "driver", "command", "image", "env", "resources", "ports", "retry_times", "migrate_times", "workdir")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_TIMES_FIELD_NUMBER: _ClassVar[int]
+    MIGRATE_TIMES_FIELD_NUMBER: _ClassVar[int]
+    WORKDIR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    pool: str
+    priority: int
+    instances: int
+    kind: AppKind
+    driver: str
+    command: _containers.RepeatedScalarFieldContainer[str]
+    image: str
+    env: _containers.ScalarMap[str, str]
+    resources: ResourceRequirements
+    ports: _containers.RepeatedCompositeFieldContainer[Port]
+    retry_times: int
+    migrate_times: int
+    workdir: str
+    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., priority: _Optional[int] = ..., instances: _Optional[int] = ..., kind: _Optional[_Union[AppKind, str]] = ..., driver: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., retry_times: _Optional[int] = ..., migrate_times: _Optional[int] = ..., workdir: _Optional[str] = ...) -> None: ...
+
+class AppRecord(_message.Message):
+    __slots__ = ("app_id", "spec", "state", "message", "am_attempt", "created_unix_ms", "epoch", "idempotency_key", "next_instance")
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    AM_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    NEXT_INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    app_id: str
+    spec: AppSpec
+    state: AppState
+    message: str
+    am_attempt: int
+    created_unix_ms: int
+    epoch: int
+    idempotency_key: str
+    next_instance: int
+    def __init__(self, app_id: _Optional[str] = ..., spec: _Optional[_Union[AppSpec, _Mapping]] = ..., state: _Optional[_Union[AppState, str]] = ..., message: _Optional[str] = ..., am_attempt: _Optional[int] = ..., created_unix_ms: _Optional[int] = ..., epoch: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., next_instance: _Optional[int] = ...) -> None: ...
+
+class Allocation(_message.Message):
+    __slots__ = ("app_id", "instance_id", "node_id", "node_address", "request", "is_am", "epoch", "attempt")
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    IS_AM_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    app_id: str
+    instance_id: str
+    node_id: str
+    node_address: str
+    request: Resources
+    is_am: bool
+    epoch: int
+    attempt: int
+    def __init__(self, app_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., node_id: _Optional[str] = ..., node_address: _Optional[str] = ..., request: _Optional[_Union[Resources, _Mapping]] = ..., is_am: _Optional[bool] = ..., epoch: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class ContainerSpec(_message.Message):
+    __slots__ = ("container_id", "app_id", "app_name", "instance_id", "driver", "command", "image", "env", "resources", "ports", "host_network", "workdir", "cluster", "is_am")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    APP_NAME_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    HOST_NETWORK_FIELD_NUMBER: _ClassVar[int]
+    WORKDIR_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    IS_AM_FIELD_NUMBER: _ClassVar[int]
+    container_id: str
+    app_id: str
+    app_name: str
+    instance_id: str
+    driver: str
+    command: _containers.RepeatedScalarFieldContainer[str]
+    image: str
+    env: _containers.ScalarMap[str, str]
+    resources: ResourceRequirements
+    ports: _containers.RepeatedCompositeFieldContainer[Port]
+    host_network: bool
+    workdir: str
+    cluster: str
+    is_am: bool
+    def __init__(self, container_id: _Optional[str] = ..., app_id: _Optional[str] = ..., app_name: _Optional[str] = ..., instance_id: _Optional[str] = ..., driver: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., host_network: _Optional[bool] = ..., workdir: _Optional[str] = ..., cluster: _Optional[str] = ..., is_am: _Optional[bool] = ...) -> None: ...
+
+class ContainerStatus(_message.Message):
+    __slots__ = ("container_id", "app_id", "instance_id", "node_id", "state", "pid", "started_at", "exit_code", "host_ip", "host_ports", "message", "finished_at", "app_name")
+    class HostPortsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    HOST_IP_FIELD_NUMBER: _ClassVar[int]
+    HOST_PORTS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    APP_NAME_FIELD_NUMBER: _ClassVar[int]
+    container_id: str
+    app_id: str
+    instance_id: str
+    node_id: str
+    state: ContainerState
+    pid: int
+    started_at: float
+    exit_code: int
+    host_ip: str
+    host_ports: _containers.ScalarMap[str, int]
+    message: str
+    finished_at: float
+    app_name: str
+    def __init__(self, container_id: _Optional[str] = ..., app_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., node_id: _Optional[str] = ..., state: _Optional[_Union[ContainerState, str]] = ..., pid: _Optional[int] = ..., started_at: _Optional[float] = ..., exit_code: _Optional[int] = ..., host_ip: _Optional[str] = ..., host_ports: _Optional[_Mapping[str, int]] = ..., message: _Optional[str] = ..., finished_at: _Optional[float] = ..., app_name: _Optional[str] = ...) -> None: ...
+
+class ServiceEndpoint(_message.Message):
+    __slots__ = ("app", "instance_id", "host", "ports", "node_id", "container_id")
+    class PortsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    APP_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    instance_id: str
+    host: str
+    ports: _containers.ScalarMap[str, int]
+    node_id: str
+    container_id: str
+    def __init__(self, app: _Optional[str] = ..., instance_id: _Optional[str] = ..., host: _Optional[str] = ..., ports: _Optional[_Mapping[str, int]] = ..., node_id: _Optional[str] = ..., container_id: _Optional[str] = ...) -> None: ...
+
+class NodeInfo(_message.Message):
+    __slots__ = ("node_id", "address", "host_ip", "capacity", "labels", "registered_at", "version", "drivers")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    HOST_IP_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DRIVERS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    address: str
+    host_ip: str
+    capacity: Resources
+    labels: _containers.ScalarMap[str, str]
+    registered_at: float
+    version: str
+    drivers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., host_ip: _Optional[str] = ..., capacity: _Optional[_Union[Resources, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., registered_at: _Optional[float] = ..., version: _Optional[str] = ..., drivers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class MasterInfo(_message.Message):
+    __slots__ = ("id", "address", "started_at", "epoch", "leader")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    address: str
+    started_at: float
+    epoch: int
+    leader: bool
+    def __init__(self, id: _Optional[str] = ..., address: _Optional[str] = ..., started_at: _Optional[float] = ..., epoch: _Optional[int] = ..., leader: _Optional[bool] = ...) -> None: ...

@@ -1,0 +1,255 @@
+"""Application specs: YAML in, a validated AppSpec out, or a SpecError naming the field.
+
+Validation happens in the CLI (early, friendly) and again in the master (authoritative):
+the master never stores a spec that `validate` rejects.
+"""
+import re
+import shlex
+
+import yaml
+
+from gaia_common import quantity
+from gaia_common.pb import types_pb2
+
+NAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+POOL = re.compile(r"^[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*){0,7}$")
+PORT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DRIVERS = ("process", "docker")
+KINDS = {"service": types_pb2.APP_KIND_SERVICE, "batch": types_pb2.APP_KIND_BATCH}
+MAX_INSTANCES = 100_000
+MAX_RETRIES = 10_000
+MAX_ENV = 256
+MAX_COMMAND_ARGS = 1024
+MAX_TEXT = 64 * 1024
+
+# field -> (parser, absurd ceiling); ceilings reject typos such as "64Ti" of memory
+RESOURCE_FIELDS = {
+    "cpu": ("cpu_millis", quantity.cpu_millis, 4096 * 1000),
+    "memory": ("memory_bytes", quantity.byte_count, 64 * 2**40),
+    "disk": ("disk_bytes", quantity.byte_count, 2**50),
+    "net_in": ("net_in_bps", quantity.bits_per_second, 400 * 10**9),
+    "net_out": ("net_out_bps", quantity.bits_per_second, 400 * 10**9),
+    "disk_read": ("disk_read_bps", quantity.byte_count, 2**40),
+    "disk_write": ("disk_write_bps", quantity.byte_count, 2**40),
+    "gpu_share": ("gpu_share", int, 100 * 64),
+    "gpu_memory": ("gpu_memory_bytes", quantity.byte_count, 64 * 2**40),
+}
+TOP_FIELDS = {"name", "pool", "priority", "instances", "kind", "driver", "command", "image",
+              "env", "resources", "ports", "retry_times", "migrate_times", "workdir"}
+
+
+class SpecError(ValueError):
+    """A spec problem: `field` is a dotted path (resources.request.memory), `problem` says what."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+def load_yaml(text: str) -> types_pb2.AppSpec:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "the document"
+        raise SpecError("yaml", f"malformed YAML at {where}: {getattr(e, 'problem', e)}") from None
+    return from_dict(doc)
+
+
+def from_dict(doc) -> types_pb2.AppSpec:
+    if not isinstance(doc, dict):
+        raise SpecError("spec", "must be a mapping of fields (name, command, ...)")
+    unknown = sorted(set(map(str, doc)) - TOP_FIELDS)
+    if unknown:
+        raise SpecError(unknown[0], f"unknown field (known: {', '.join(sorted(TOP_FIELDS))})")
+    spec = types_pb2.AppSpec(
+        name=_text(doc, "name", required=True),
+        pool=_text(doc, "pool") or "default",
+        priority=_int(doc, "priority", 0, -1000, 1000),
+        instances=_int(doc, "instances", 1, 0, MAX_INSTANCES),
+        kind=_kind(doc.get("kind", "service")),
+        driver=_text(doc, "driver") or "process",
+        image=_text(doc, "image"),
+        workdir=_text(doc, "workdir"),
+        retry_times=_int(doc, "retry_times", 3, 0, MAX_RETRIES),
+        migrate_times=_int(doc, "migrate_times", 3, 0, MAX_RETRIES),
+    )
+    spec.command.extend(_command(doc.get("command")))
+    spec.env.update(_env(doc.get("env")))
+    spec.resources.CopyFrom(_requirements(doc.get("resources")))
+    spec.ports.extend(_ports(doc.get("ports")))
+    validate(spec)
+    return spec
+
+
+def validate(spec: types_pb2.AppSpec) -> types_pb2.AppSpec:
+    """Checks that hold however the spec arrived (YAML or a raw gRPC call)."""
+    if not NAME.match(spec.name):
+        raise SpecError("name", f"{spec.name!r} must be 1-63 lowercase letters, digits or '-', starting with a letter")
+    if not POOL.match(spec.pool):
+        raise SpecError("pool", f"{spec.pool!r} must be a path like ads/ranking/online")
+    if spec.driver not in DRIVERS:
+        raise SpecError("driver", f"{spec.driver!r} is not one of {', '.join(DRIVERS)}")
+    if spec.kind not in KINDS.values():
+        raise SpecError("kind", "must be service or batch")
+    if not 0 <= spec.instances <= MAX_INSTANCES:
+        raise SpecError("instances", f"must be between 0 and {MAX_INSTANCES}")
+    if spec.driver == "process" and not spec.command:
+        raise SpecError("command", "required for the process driver")
+    if spec.driver == "docker" and not spec.image:
+        raise SpecError("image", "required for the docker driver")
+    if len(spec.command) > MAX_COMMAND_ARGS or any(len(a) > MAX_TEXT for a in spec.command):
+        raise SpecError("command", "too long")
+    if spec.workdir and (".." in spec.workdir.split("/")):
+        raise SpecError("workdir", "must not contain '..'")
+    for i in (spec.retry_times, spec.migrate_times):
+        if not 0 <= i <= MAX_RETRIES:
+            raise SpecError("retry_times" if i == spec.retry_times else "migrate_times",
+                            f"must be between 0 and {MAX_RETRIES}")
+    _validate_requirements(spec.resources)
+    _validate_ports(spec.ports)
+    return spec
+
+
+def _text(doc, field, required=False) -> str:
+    value = doc.get(field)
+    if value is None:
+        if required:
+            raise SpecError(field, "required")
+        return ""
+    if not isinstance(value, str):
+        raise SpecError(field, f"must be a string, not {type(value).__name__}")
+    if len(value) > MAX_TEXT:
+        raise SpecError(field, "too long")
+    return value
+
+
+def _int(doc, field, default, low, high) -> int:
+    value = doc.get(field, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(field, f"must be an integer, not {value!r}")
+    if not low <= value <= high:
+        raise SpecError(field, f"{value} is out of range [{low}, {high}]")
+    return value
+
+
+def _kind(value):
+    if value not in KINDS:
+        raise SpecError("kind", f"{value!r} is not one of {', '.join(KINDS)}")
+    return KINDS[value]
+
+
+def _command(value) -> list:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        try:
+            return shlex.split(value)
+        except ValueError as e:
+            raise SpecError("command", str(e)) from None
+    if not isinstance(value, list) or not all(isinstance(a, (str, int, float)) for a in value):
+        raise SpecError("command", "must be a string or a list of strings")
+    return [str(a) for a in value]
+
+
+def _env(value) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SpecError("env", "must be a mapping of NAME: value")
+    if len(value) > MAX_ENV:
+        raise SpecError("env", f"at most {MAX_ENV} variables")
+    out = {}
+    for k, v in value.items():
+        if not isinstance(k, str) or not ENV_NAME.match(k):
+            raise SpecError(f"env.{k}", "not a valid variable name")
+        if k.startswith("GAIA_"):
+            raise SpecError(f"env.{k}", "GAIA_* variables are set by Gaia")
+        if isinstance(v, (dict, list)) or v is None:
+            raise SpecError(f"env.{k}", "must be a string, number or boolean")
+        out[k] = str(v)
+    return out
+
+
+def _resources(value, where) -> types_pb2.Resources:
+    if value is None:
+        return types_pb2.Resources()
+    if not isinstance(value, dict):
+        raise SpecError(where, "must be a mapping (cpu, memory, disk, ...)")
+    out = types_pb2.Resources()
+    for key, raw in value.items():
+        if key not in RESOURCE_FIELDS:
+            raise SpecError(f"{where}.{key}", f"unknown resource (known: {', '.join(RESOURCE_FIELDS)})")
+        attr, parse, _ = RESOURCE_FIELDS[key]
+        if isinstance(raw, bool) or raw is None:
+            raise SpecError(f"{where}.{key}", f"{raw!r} is not an amount")
+        if isinstance(raw, (int, float)) and raw < 0 or str(raw).strip().startswith("-"):
+            raise SpecError(f"{where}.{key}", f"{raw!r} must not be negative")
+        try:
+            setattr(out, attr, parse(raw))
+        except (ValueError, TypeError) as e:
+            raise SpecError(f"{where}.{key}", str(e)) from None
+    return out
+
+
+def _requirements(value) -> types_pb2.ResourceRequirements:
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise SpecError("resources", "must have request and/or limit")
+    unknown = set(value) - {"request", "limit"}
+    if unknown:
+        raise SpecError(f"resources.{sorted(unknown)[0]}", "unknown field (known: request, limit)")
+    request = _resources(value.get("request"), "resources.request")
+    limit = _resources(value.get("limit"), "resources.limit")
+    for key, (attr, _, _) in RESOURCE_FIELDS.items():
+        if not getattr(limit, attr):  # an unset limit means the limit is the request
+            setattr(limit, attr, getattr(request, attr))
+    return types_pb2.ResourceRequirements(request=request, limit=limit)
+
+
+def _validate_requirements(req: types_pb2.ResourceRequirements):
+    for key, (attr, _, ceiling) in RESOURCE_FIELDS.items():
+        r, l = getattr(req.request, attr), getattr(req.limit, attr)
+        for where, v in (("request", r), ("limit", l)):
+            if v < 0:
+                raise SpecError(f"resources.{where}.{key}", "must not be negative")
+            if v > ceiling:
+                raise SpecError(f"resources.{where}.{key}", f"{v} is absurd (over {ceiling})")
+        if l and l < r:
+            raise SpecError(f"resources.limit.{key}", f"limit {l} is below the request {r}")
+
+
+def _ports(value) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise SpecError("ports", "must be a list of {name, port, protocol}")
+    out = []
+    for i, p in enumerate(value):
+        if isinstance(p, str):
+            p = {"name": p}
+        if not isinstance(p, dict) or set(p) - {"name", "port", "protocol"}:
+            raise SpecError(f"ports[{i}]", "must be a name or {name, port, protocol}")
+        port = p.get("port", 0)
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise SpecError(f"ports[{i}].port", "must be an integer")
+        out.append(types_pb2.Port(name=str(p.get("name", "")), container_port=port,
+                                  protocol=str(p.get("protocol", "tcp"))))
+    return out
+
+
+def _validate_ports(ports):
+    seen = set()
+    for i, p in enumerate(ports):
+        if not PORT_NAME.match(p.name):
+            raise SpecError(f"ports[{i}].name", f"{p.name!r} must be lowercase letters, digits or '-'")
+        if p.name in seen:
+            raise SpecError(f"ports[{i}].name", f"duplicate port name {p.name!r}")
+        seen.add(p.name)
+        if not 0 <= p.container_port <= 65535:
+            raise SpecError(f"ports[{i}].port", f"{p.container_port} is not a port number")
+        if p.protocol not in ("tcp", "udp"):
+            raise SpecError(f"ports[{i}].protocol", "must be tcp or udp")

@@ -1,0 +1,1 @@
+"""The master: leader election, the application table, scheduling, AM launch and restart."""

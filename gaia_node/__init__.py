@@ -1,0 +1,1 @@
+"""The node manager: registration, container drivers, isolation, service registration."""
