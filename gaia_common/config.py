@@ -24,6 +24,7 @@ class MasterConfig:
     id: str = ""                          # default: <hostname>-<pid>
     lease_ttl: int = 2                    # seconds; a crashed leader is replaced within this + ~1s
     python: str = ""                      # interpreter for `gaia am` on nodes; default: this one
+    am_attempts: int = 3                  # AM failures before the app fails
     am_resources: dict = dataclasses.field(default_factory=lambda: {"cpu": "100m", "memory": "128Mi"})
 
 

@@ -1,0 +1,20 @@
+"""`gaia am`: the entry point a node runs as an application's first container."""
+import logging
+import os
+
+from gaia_common.client import MasterClient
+from gaia_am.am import ApplicationMaster
+
+
+def run(app_id: str, attempt: int, cluster: str = None):
+    logging.basicConfig(level=os.environ.get("GAIA_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s am[%(process)d]: %(message)s")
+    cluster = cluster or os.environ["GAIA_CLUSTER"]
+    endpoints = [e for e in os.environ.get("GAIA_ETCD_ENDPOINTS", "").split(",") if e]
+    masters = [m for m in os.environ.get("GAIA_MASTERS", "").split(",") if m]
+    # The AM outlives master failovers: it keeps retrying for a long time.
+    client = MasterClient(cluster, etcd_endpoints=endpoints or None, masters=masters, retry_for=300)
+    try:
+        ApplicationMaster(client, app_id, attempt).run()
+    finally:
+        client.close()

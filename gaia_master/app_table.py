@@ -1,0 +1,162 @@
+"""The application table and its allocations: owned by the leader, kept in memory, fenced to etcd.
+
+Only the leader writes apps/ and allocations/, so while it leads its memory is the truth;
+a new leader reloads both from etcd before it answers anything. Every change goes to etcd
+first (fenced) and into memory only once committed.
+"""
+import secrets
+import threading
+import time
+
+from gaia_common.keys import Keys
+from gaia_common.pb import types_pb2
+
+TERMINAL = (types_pb2.APP_STATE_SUCCEEDED, types_pb2.APP_STATE_FAILED, types_pb2.APP_STATE_KILLED)
+
+
+class Conflict(Exception):
+    """The change contradicts the table (duplicate name, unknown app...)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code   # "exists" | "not_found" | "terminal" | "stale"
+
+
+class AppTable:
+    def __init__(self, keys: Keys, store):
+        self.keys = keys
+        self.store = store
+        self.lock = threading.RLock()
+        self.apps = {}          # name -> AppRecord
+        self.allocations = {}   # app_id -> {instance_id: Allocation}
+        self.by_key = {}        # idempotency key -> app_id
+
+    # ---- loading ----
+
+    def load(self, etcd):
+        apps, allocations = {}, {}
+        for value, _ in etcd.get_prefix(self.keys.apps):
+            record = types_pb2.AppRecord()
+            record.ParseFromString(value)
+            apps[record.spec.name] = record
+        for value, _ in etcd.get_prefix(self.keys.allocations):
+            alloc = types_pb2.Allocation()
+            alloc.ParseFromString(value)
+            allocations.setdefault(alloc.app_id, {})[alloc.instance_id] = alloc
+        with self.lock:
+            self.apps, self.allocations = apps, allocations
+            self.by_key = {r.idempotency_key: r.app_id for r in apps.values() if r.idempotency_key}
+
+    # ---- reads ----
+
+    def get(self, name: str) -> types_pb2.AppRecord:
+        with self.lock:
+            record = self.apps.get(name)
+        if record is None:
+            raise Conflict("not_found", f"no application named {name!r}")
+        return record
+
+    def by_id(self, app_id: str):
+        with self.lock:
+            return next((r for r in self.apps.values() if r.app_id == app_id), None)
+
+    def records(self) -> list:
+        with self.lock:
+            return sorted(self.apps.values(), key=lambda r: r.spec.name)
+
+    def app_allocations(self, app_id: str) -> dict:
+        with self.lock:
+            return dict(self.allocations.get(app_id, {}))
+
+    def all_allocations(self) -> list:
+        with self.lock:
+            return [a for by_app in self.allocations.values() for a in by_app.values()]
+
+    # ---- changes ----
+
+    def submit(self, spec: types_pb2.AppSpec, idempotency_key: str):
+        """Store a new app; returns (record, existed). A seen key returns the app it made."""
+        with self.lock:
+            if idempotency_key and idempotency_key in self.by_key:
+                return self.by_id(self.by_key[idempotency_key]), True
+            old = self.apps.get(spec.name)
+            if old is not None and old.state not in TERMINAL:
+                raise Conflict("exists", f"an application named {spec.name!r} is already {state_name(old.state)}")
+            record = types_pb2.AppRecord(
+                app_id=f"{spec.name}-{secrets.token_hex(4)}", spec=spec, state=types_pb2.APP_STATE_PENDING,
+                created_unix_ms=int(time.time() * 1000), epoch=self.store.election.epoch,
+                idempotency_key=idempotency_key)
+            ops = [self.store.put(self.keys.app(spec.name), record)]
+            if old is not None:  # a finished app of that name gives way; drop its leftovers
+                ops += [self.store.delete(self.keys.allocation(old.app_id, i))
+                        for i in self.allocations.get(old.app_id, {})]
+            self.store.commit(ops)
+            self._forget(old)
+            self.apps[spec.name] = record
+            if idempotency_key:
+                self.by_key[idempotency_key] = record.app_id
+            return record, False
+
+    def update(self, record: types_pb2.AppRecord, **changes) -> types_pb2.AppRecord:
+        """Write a changed copy of `record` (fields in `changes`, spec fields as spec_<name>)."""
+        with self.lock:
+            new = types_pb2.AppRecord()
+            new.CopyFrom(self.get(record.spec.name))
+            if new.app_id != record.app_id:
+                raise Conflict("stale", f"application {record.spec.name!r} was replaced")
+            for field, value in changes.items():
+                if field.startswith("spec_"):
+                    setattr(new.spec, field[5:], value)
+                else:
+                    setattr(new, field, value)
+            new.epoch = self.store.election.epoch
+            ops = [self.store.put(self.keys.app(new.spec.name), new)]
+            if new.state in TERMINAL:  # a finished app holds no resources
+                ops += [self.store.delete(self.keys.allocation(new.app_id, i))
+                        for i in self.allocations.get(new.app_id, {})]
+            self.store.commit_batches(ops)
+            if new.state in TERMINAL:
+                self.allocations.pop(new.app_id, None)
+            self.apps[new.spec.name] = new
+            return new
+
+    def allocate(self, record: types_pb2.AppRecord, allocations: list, record_changes: dict = None):
+        """Store grants (and optionally an app change) in one fenced transaction."""
+        with self.lock:
+            current = self.get(record.spec.name)
+            if current.app_id != record.app_id or current.state in TERMINAL:
+                raise Conflict("stale", f"application {record.spec.name!r} is not running")
+            new = types_pb2.AppRecord()
+            new.CopyFrom(current)
+            for field, value in (record_changes or {}).items():
+                setattr(new, field, value)
+            new.epoch = self.store.election.epoch
+            epoch = self.store.election.epoch
+            for a in allocations:
+                a.epoch = epoch
+            ops = [self.store.put(self.keys.allocation(a.app_id, a.instance_id), a) for a in allocations]
+            ops.append(self.store.put(self.keys.app(new.spec.name), new))
+            self.store.commit(ops)
+            self.apps[new.spec.name] = new
+            by_app = self.allocations.setdefault(record.app_id, {})
+            for a in allocations:
+                by_app[a.instance_id] = a
+            return new
+
+    def release(self, app_id: str, instance_ids: list):
+        with self.lock:
+            mine = self.allocations.get(app_id, {})
+            gone = [i for i in instance_ids if i in mine]
+            self.store.commit_batches([self.store.delete(self.keys.allocation(app_id, i)) for i in gone])
+            for i in gone:
+                mine.pop(i, None)
+            return gone
+
+    def _forget(self, old):
+        if old is not None:
+            self.allocations.pop(old.app_id, None)
+            self.by_key.pop(old.idempotency_key, None)
+
+
+def state_name(state: int) -> str:
+    return types_pb2.AppState.Name(state).replace("APP_STATE_", "").lower()

@@ -1,0 +1,115 @@
+"""One master replica: serves gRPC, campaigns, and while it leads runs the reconcile loop.
+
+`start(cfg)` returns a running Master (tests use it in-process); `run(cfg)` blocks until
+SIGTERM/SIGINT, on which the replica resigns at once so a follower takes over without
+waiting for the lease to expire.
+"""
+import logging
+import os
+import signal
+import threading
+import time
+
+from gaia_common import etcd as etcd_mod, rpc
+from gaia_common.config import MasterConfig, default_id
+from gaia_common.keys import Keys
+from gaia_common.pb import master_pb2_grpc, types_pb2
+from gaia_master.app_table import AppTable
+from gaia_master.election import Election
+from gaia_master.node_client import NodeClient
+from gaia_master.node_view import NodeView
+from gaia_master.reconciler import Reconciler
+from gaia_master.scheduler import FirstFit
+from gaia_master.service import MasterService
+from gaia_master.store import FencedStore
+
+log = logging.getLogger(__name__)
+
+
+class Master:
+    def __init__(self, cfg: MasterConfig):
+        self.cfg = cfg
+        self.keys = Keys(cfg.cluster)
+        self.etcd = etcd_mod.connect(cfg.etcd)
+        self.server = rpc.make_server()
+        master_pb2_grpc.add_MasterServicer_to_server(MasterService(self), self.server)
+        bound = rpc.bind(self.server, cfg.listen)
+        self.address = cfg.advertise or bound
+        self.id = cfg.id or f"{default_id()}-{os.getpid()}"
+        me = types_pb2.MasterInfo(id=self.id, address=self.address, started_at=time.time())
+        self.election = Election(self.etcd, self.keys, me, cfg.lease_ttl,
+                                 on_elected=self._on_elected, on_deposed=self._on_deposed)
+        self.store = FencedStore(self.etcd, self.election)
+        self.table = AppTable(self.keys, self.store)
+        self.node_view = NodeView(self.etcd, self.keys)
+        self.nodes = NodeClient(self.election)
+        self.scheduler = FirstFit()
+        self.reconciler = Reconciler(self)
+        self._term = 0            # bumped on every election and deposition
+        self._ready_term = -1     # the term whose state is loaded; serve only then
+        self._stopped = threading.Event()
+
+    # ---- lifecycle ----
+
+    def start(self) -> "Master":
+        self.server.start()
+        self.node_view.sync()
+        threading.Thread(target=self._view_keeper, name="node-view", daemon=True).start()
+        self.election.start()
+        log.info("master %s serving on %s for cluster %s", self.id, self.address, self.cfg.cluster)
+        return self
+
+    def stop(self):
+        """Resign (followers take over at once) and stop serving. Containers are untouched."""
+        self._stopped.set()
+        self.election.resign()
+        self.server.stop(grace=1).wait()
+        self.node_view.close()
+        self.nodes.close()
+        self.etcd.close()
+
+    def is_serving(self) -> bool:
+        return self.election.is_leader() and self._ready_term == self._term
+
+    # ---- leadership ----
+
+    def _on_elected(self, epoch: int):
+        self._term += 1
+        term = self._term
+        self.table.load(self.etcd)            # rebuild everything from etcd before answering
+        if self.node_view.broken:
+            self.node_view.sync()
+        leader = types_pb2.MasterInfo(id=self.id, address=self.address, epoch=epoch, leader=True,
+                                      started_at=time.time())
+        self.store.commit([self.store.put(self.keys.leader, leader, lease=self.election.lease)])
+        self._ready_term = term
+        threading.Thread(target=self.reconciler.run, args=(lambda: self._term == term and self.is_serving(),),
+                         name=f"reconcile-{epoch}", daemon=True).start()
+
+    def _on_deposed(self):
+        self._term += 1
+        self.reconciler.wake()
+
+    def _view_keeper(self):
+        """Reload the node view whenever its watch breaks (etcd member lost, compaction)."""
+        while not self._stopped.wait(0.5):
+            if self.node_view.broken:
+                try:
+                    self.node_view.sync()
+                except Exception as e:
+                    log.warning("node view reload failed: %s", e)
+
+
+def start(cfg: MasterConfig) -> Master:
+    return Master(cfg).start()
+
+
+def run(cfg: MasterConfig):
+    logging.basicConfig(level=os.environ.get("GAIA_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    master = start(cfg)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    master.stop()

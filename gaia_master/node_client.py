@@ -1,0 +1,41 @@
+"""Commands from the leader to node managers; each carries the leader's epoch."""
+import logging
+
+import grpc
+
+from gaia_common import faults, rpc
+from gaia_common.pb import node_pb2, node_pb2_grpc
+
+log = logging.getLogger(__name__)
+COMMAND_DEADLINE = 10.0
+
+
+class NodeClient:
+    def __init__(self, election):
+        self.election = election
+        self._channels = {}
+
+    def _stub(self, address: str):
+        if address not in self._channels:
+            self._channels[address] = rpc.channel(address)
+        return node_pb2_grpc.NodeStub(self._channels[address])
+
+    def start(self, address: str, spec):
+        faults.point("leader.node_command")  # tests pause a leader right before it commands a node
+        request = node_pb2.StartContainerRequest(epoch=self.election.epoch, spec=spec)
+        return self._stub(address).StartContainer(request, timeout=COMMAND_DEADLINE)
+
+    def stop(self, address: str, container_id: str, remove: bool = True, grace: float = 5.0):
+        faults.point("leader.node_command")
+        request = node_pb2.StopContainerRequest(epoch=self.election.epoch, container_id=container_id,
+                                                grace_seconds=grace, remove=remove)
+        try:
+            return self._stub(address).StopContainer(request, timeout=COMMAND_DEADLINE)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            return None
+
+    def close(self):
+        for ch in self._channels.values():
+            ch.close()

@@ -1,0 +1,151 @@
+"""What the nodes publish (nodes, containers, services), mirrored in memory by an etcd watch.
+
+Every replica keeps the mirror warm, so a newly elected leader has it already. The mirror is
+loaded with one range read and then follows a watch that starts at the read's revision + 1,
+so no event falls between the two. A broken watch (etcd member down, compaction) triggers a
+full reload.
+"""
+import logging
+import threading
+
+from etcd3 import events as etcd_events
+
+from gaia_common.keys import Keys
+from gaia_common.pb import types_pb2
+
+log = logging.getLogger(__name__)
+
+
+class NodeView:
+    def __init__(self, etcd, keys: Keys):
+        self.etcd = etcd
+        self.keys = keys
+        self.lock = threading.Lock()
+        self.nodes = {}        # node_id -> NodeInfo
+        self.containers = {}   # app_id -> {container_id: ContainerStatus}
+        self.services = {}     # app_name -> {instance_id: ServiceEndpoint}
+        self.revision = 0
+        self.broken = True
+        self._watch_id = None
+        self._tables = (
+            (keys.nodes, types_pb2.NodeInfo, self._put_node, self._del_node),
+            (keys.containers, types_pb2.ContainerStatus, self._put_container, self._del_container),
+            (keys.services, types_pb2.ServiceEndpoint, self._put_service, self._del_service),
+        )
+
+    # ---- loading and following ----
+
+    def sync(self):
+        """(Re)load everything and follow changes; call again whenever `broken` is set."""
+        if self._watch_id is not None:
+            self._cancel()
+        with self.lock:
+            self.nodes, self.containers, self.services = {}, {}, {}
+            revision = 0
+            for prefix, cls, put, _ in self._tables:
+                response = self.etcd.get_prefix_response(prefix)
+                revision = max(revision, response.header.revision)
+                for kv in response.kvs:
+                    put(kv.key.decode()[len(prefix):], _decode(cls, kv.value))
+            self.revision = revision
+        self._watch_id = self.etcd.add_watch_prefix_callback(self.keys.root, self._on_watch,
+                                                             start_revision=revision + 1)
+        self.broken = False
+
+    def close(self):
+        self._cancel()
+
+    def _cancel(self):
+        try:
+            self.etcd.cancel_watch(self._watch_id)
+        except Exception:
+            pass
+        self._watch_id = None
+
+    def _on_watch(self, response):
+        if isinstance(response, Exception):
+            log.warning("node view watch broke: %s", response)
+            self.broken = True
+            return
+        with self.lock:
+            for event in response.events:
+                self._apply(event)
+            self.revision = max(self.revision, response.header.revision)
+
+    def _apply(self, event):
+        key = event.key.decode()
+        for prefix, cls, put, delete in self._tables:
+            if key.startswith(prefix):
+                rest = key[len(prefix):]
+                if isinstance(event, etcd_events.DeleteEvent):
+                    delete(rest)
+                else:
+                    put(rest, _decode(cls, event.value))
+                return
+
+    # ---- tables ----
+
+    def _put_node(self, node_id, info):
+        self.nodes[node_id] = info
+
+    def _del_node(self, node_id):
+        self.nodes.pop(node_id, None)
+
+    def _put_container(self, rest, status):
+        app_id, _, container_id = rest.partition("/")
+        self.containers.setdefault(app_id, {})[container_id] = status
+
+    def _del_container(self, rest):
+        app_id, _, container_id = rest.partition("/")
+        self.containers.get(app_id, {}).pop(container_id, None)
+
+    def _put_service(self, rest, endpoint):
+        app, _, instance_id = rest.partition("/")
+        self.services.setdefault(app, {})[instance_id] = endpoint
+
+    def _del_service(self, rest):
+        app, _, instance_id = rest.partition("/")
+        self.services.get(app, {}).pop(instance_id, None)
+
+    # ---- queries (copies, safe to use without the lock) ----
+
+    def node_list(self) -> list:
+        with self.lock:
+            return list(self.nodes.values())
+
+    def node(self, node_id: str):
+        with self.lock:
+            return self.nodes.get(node_id)
+
+    def app_containers(self, app_id: str) -> list:
+        with self.lock:
+            return list(self.containers.get(app_id, {}).values())
+
+    def all_containers(self) -> list:
+        with self.lock:
+            return [c for by_app in self.containers.values() for c in by_app.values()]
+
+    def endpoints(self, app_name: str) -> list:
+        with self.lock:
+            return sorted(self.services.get(app_name, {}).values(), key=lambda e: instance_order(e.instance_id))
+
+
+def _decode(cls, value: bytes):
+    message = cls()
+    message.ParseFromString(value)
+    return message
+
+
+def instance_order(instance_id: str):
+    return (0, int(instance_id), "") if instance_id.isdigit() else (1, 0, instance_id)
+
+
+def latest_container(containers: list, instance_id: str):
+    """The newest container of an instance: container ids end in a start counter."""
+    mine = [c for c in containers if c.instance_id == instance_id]
+    return max(mine, key=lambda c: start_counter(c.container_id), default=None)
+
+
+def start_counter(container_id: str) -> int:
+    tail = container_id.rsplit(".", 1)[-1]
+    return int(tail) if tail.isdigit() else 0

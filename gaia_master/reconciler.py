@@ -1,0 +1,146 @@
+"""The leader's control loop: every app that should run has a live AM; nothing finished runs.
+
+Each pass compares the application table with what nodes report and acts on the difference:
+  - an active app with no AM, or whose AM container died or whose node vanished, gets a new
+    AM attempt (up to am_attempts, then the app fails with the reason);
+  - a container of an app that is finished, killed or unknown is stopped and removed.
+It is level-triggered: after a failover the new leader simply runs the next pass, so running
+AMs and containers are adopted, never restarted.
+"""
+import logging
+import sys
+import threading
+import time
+
+import grpc
+
+from gaia_common import quantity
+from gaia_common.pb import types_pb2
+from gaia_master import snapshot
+from gaia_master.app_table import TERMINAL, Conflict
+from gaia_master.node_view import latest_container
+from gaia_master.store import NotLeader
+
+log = logging.getLogger(__name__)
+DEAD = (types_pb2.CONTAINER_STATE_EXITED, types_pb2.CONTAINER_STATE_FAILED,
+        types_pb2.CONTAINER_STATE_LOST, types_pb2.CONTAINER_STATE_STOPPED)
+# A placed AM whose node has not reported it for this long is started again (idempotent).
+AM_REPORT_GRACE = 10.0
+
+
+class Reconciler:
+    def __init__(self, master, interval: float = 0.25):
+        self.m = master
+        self.interval = interval
+        self._wake = threading.Event()
+        self._placed_at = {}   # container_id -> monotonic time we asked a node to start it
+
+    def wake(self):
+        self._wake.set()
+
+    def run(self, is_current):
+        """Loop while `is_current()` (this leadership term) holds."""
+        while is_current():
+            try:
+                self.pass_once()
+            except NotLeader:
+                return
+            except Exception:
+                log.exception("reconcile pass failed")
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+    def pass_once(self):
+        for record in self.m.table.records():
+            if record.state not in TERMINAL:
+                self._ensure_am(record)
+        self._collect_garbage()
+
+    # ---- AMs ----
+
+    def _ensure_am(self, record):
+        am = self.m.table.app_allocations(record.app_id).get("am")
+        if am is None:
+            return self._place_am(record, "first attempt" if record.am_attempt == 0 else "AM allocation lost")
+        if self.m.node_view.node(am.node_id) is None:
+            return self._place_am(record, f"AM node {am.node_id} lost")
+        container_id = am_container_id(record.app_id, am.attempt)
+        status = latest_container(self.m.node_view.app_containers(record.app_id), "am")
+        if status is not None and status.container_id == container_id:
+            if status.state in DEAD:
+                self._place_am(record, f"AM attempt {am.attempt} ended: {status.message or status.state}")
+            return
+        if time.monotonic() - self._placed_at.get(container_id, 0) > AM_REPORT_GRACE:
+            self._start_am(record, am)  # not reported (yet): asking again is idempotent
+
+    def _place_am(self, record, why: str):
+        if record.am_attempt >= self.m.cfg.am_attempts:
+            log.warning("app %s: giving up after %d AM attempts (%s)", record.app_id, record.am_attempt, why)
+            self.m.table.update(record, state=types_pb2.APP_STATE_FAILED,
+                                message=f"ApplicationMaster failed {record.am_attempt} times; last: {why}")
+            return
+        request = am_resources(self.m.cfg.am_resources)
+        placement = self.m.scheduler.place([request], snapshot.free_nodes(self.m.node_view, self.m.table))
+        if not placement.complete:
+            self._set_message(record, f"waiting for a node for the ApplicationMaster: {placement.reason}")
+            return
+        node = self.m.node_view.node(placement.node_ids[0])
+        attempt = record.am_attempt + 1
+        alloc = types_pb2.Allocation(app_id=record.app_id, instance_id="am", node_id=node.node_id,
+                                     node_address=node.address, request=request, is_am=True, attempt=attempt)
+        log.info("app %s: placing AM attempt %d on %s (%s)", record.app_id, attempt, node.node_id, why)
+        try:
+            record = self.m.table.allocate(record, [alloc], {"am_attempt": attempt, "message": why})
+        except Conflict:
+            return
+        self._start_am(record, alloc)
+
+    def _start_am(self, record, alloc):
+        spec = self.am_spec(record, alloc.attempt)
+        self._placed_at[spec.container_id] = time.monotonic()
+        try:
+            self.m.nodes.start(alloc.node_address, spec)
+        except grpc.RpcError as e:
+            log.warning("app %s: node %s did not start the AM: %s", record.app_id, alloc.node_id, e.details())
+
+    def am_spec(self, record, attempt: int) -> types_pb2.ContainerSpec:
+        cfg = self.m.cfg
+        python = cfg.python or sys.executable
+        spec = types_pb2.ContainerSpec(
+            container_id=am_container_id(record.app_id, attempt), app_id=record.app_id,
+            app_name=record.spec.name, instance_id="am", driver="process", host_network=True,
+            cluster=cfg.cluster, is_am=True,
+            command=[python, "-m", "gaia_cli", "am", "--app-id", record.app_id, "--attempt", str(attempt)])
+        spec.env["GAIA_ETCD_ENDPOINTS"] = ",".join(cfg.etcd)
+        spec.env["GAIA_MASTERS"] = self.m.address
+        spec.resources.request.CopyFrom(am_resources(cfg.am_resources))
+        spec.resources.limit.CopyFrom(spec.resources.request)
+        return spec
+
+    def _set_message(self, record, message: str):
+        if record.message != message:
+            self.m.table.update(record, message=message)
+
+    # ---- garbage ----
+
+    def _collect_garbage(self):
+        active = {r.app_id for r in self.m.table.records() if r.state not in TERMINAL}
+        for status in self.m.node_view.all_containers():
+            if status.app_id in active:
+                continue
+            node = self.m.node_view.node(status.node_id)
+            if node is None:
+                continue  # its node is gone; the keys go with the node's lease
+            try:
+                self.m.nodes.stop(node.address, status.container_id, remove=True, grace=2.0)
+            except grpc.RpcError as e:
+                log.warning("could not stop %s on %s: %s", status.container_id, node.node_id, e.details())
+
+
+def am_container_id(app_id: str, attempt: int) -> str:
+    return f"{app_id}.am.{attempt}"
+
+
+def am_resources(values: dict) -> types_pb2.Resources:
+    return types_pb2.Resources(cpu_millis=quantity.cpu_millis(values.get("cpu", "100m")),
+                               memory_bytes=quantity.byte_count(values.get("memory", "128Mi")))

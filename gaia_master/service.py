@@ -1,0 +1,193 @@
+"""The Master gRPC service: the leader answers; followers point at the leader.
+
+Handlers translate between the API and the application table; failures become gRPC codes a
+client can act on: INVALID_ARGUMENT (bad input, names the field), NOT_FOUND, ALREADY_EXISTS,
+ABORTED (a superseded AM attempt), FAILED_PRECONDITION (not the leader: retry elsewhere).
+"""
+import functools
+import logging
+
+import grpc
+
+from gaia_common import rpc, spec as spec_mod
+from gaia_common.pb import master_pb2, master_pb2_grpc, types_pb2
+from gaia_master import snapshot
+from gaia_master.app_table import TERMINAL, Conflict, state_name
+from gaia_master.node_view import instance_order, latest_container
+from gaia_master.store import NotLeader
+
+log = logging.getLogger(__name__)
+CONFLICT_CODES = {"exists": grpc.StatusCode.ALREADY_EXISTS, "not_found": grpc.StatusCode.NOT_FOUND,
+                  "terminal": grpc.StatusCode.FAILED_PRECONDITION, "stale": grpc.StatusCode.ABORTED}
+MAX_REQUEST_COUNT = 10_000
+
+
+def leader_only(handler):
+    """Run `handler` on the leader; elsewhere answer FAILED_PRECONDITION naming the leader."""
+
+    @functools.wraps(handler)
+    def wrapper(self, request, context):
+        if not self.m.is_serving():
+            leader = self.m.election.leader()
+            address = leader.address if leader and leader.address != self.m.address else ""
+            if address:
+                context.set_trailing_metadata(((rpc.LEADER_METADATA, address),))
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"not the leader; leader is {address or 'unknown'}")
+        try:
+            return handler(self, request, context)
+        except spec_mod.SpecError as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        except Conflict as e:
+            context.abort(CONFLICT_CODES[e.code], str(e))
+        except NotLeader as e:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"lost leadership: {e}")
+
+    return wrapper
+
+
+class MasterService(master_pb2_grpc.MasterServicer):
+    def __init__(self, master):
+        self.m = master
+
+    # ---- users ----
+
+    @leader_only
+    def SubmitApp(self, request, context):
+        spec = spec_mod.validate(request.spec)
+        if len(request.idempotency_key) > 128:
+            raise spec_mod.SpecError("idempotency_key", "longer than 128 characters")
+        record, existed = self.m.table.submit(spec, request.idempotency_key)
+        self.m.reconciler.wake()
+        return master_pb2.SubmitAppResponse(app_id=record.app_id, existed=existed)
+
+    @leader_only
+    def GetApp(self, request, context):
+        return self._app_status(self.m.table.get(request.name))
+
+    @leader_only
+    def ListApps(self, request, context):
+        return master_pb2.ListAppsResponse(apps=[self._app_status(r) for r in self.m.table.records()])
+
+    @leader_only
+    def ScaleApp(self, request, context):
+        if not 0 <= request.instances <= spec_mod.MAX_INSTANCES:
+            raise spec_mod.SpecError("instances", f"must be between 0 and {spec_mod.MAX_INSTANCES}")
+        record = self._active(request.name)
+        return self._app_status(self.m.table.update(record, spec_instances=request.instances))
+
+    @leader_only
+    def KillApp(self, request, context):
+        record = self.m.table.get(request.name)
+        if record.state not in TERMINAL:
+            record = self.m.table.update(record, state=types_pb2.APP_STATE_KILLED, message="killed by user")
+        self.m.reconciler.wake()  # its containers are stopped by the next pass
+        return self._app_status(record)
+
+    @leader_only
+    def ListNodes(self, request, context):
+        return master_pb2.ListNodesResponse(nodes=[self._node_status(n) for n in
+                                                   sorted(self.m.node_view.node_list(), key=lambda n: n.node_id)])
+
+    @leader_only
+    def GetNode(self, request, context):
+        info = self.m.node_view.node(request.node_id)
+        if info is None:
+            raise Conflict("not_found", f"no live node named {request.node_id!r}")
+        return self._node_status(info)
+
+    @leader_only
+    def Resolve(self, request, context):
+        self.m.table.get(request.app)  # NOT_FOUND for an unknown app, rather than an empty list
+        endpoints = []
+        for e in self.m.node_view.endpoints(request.app):
+            if request.port and request.port not in e.ports:
+                continue
+            if request.port:
+                e = types_pb2.ServiceEndpoint(app=e.app, instance_id=e.instance_id, host=e.host,
+                                              node_id=e.node_id, container_id=e.container_id,
+                                              ports={request.port: e.ports[request.port]})
+            endpoints.append(e)
+        return master_pb2.ResolveResponse(endpoints=endpoints)
+
+    # ---- ApplicationMasters ----
+
+    @leader_only
+    def RegisterAM(self, request, context):
+        record = self._am_record(request.app_id, request.attempt)
+        if record.state == types_pb2.APP_STATE_PENDING:
+            record = self.m.table.update(record, state=types_pb2.APP_STATE_RUNNING, message="")
+        return self._app_status(record)
+
+    @leader_only
+    def RequestContainers(self, request, context):
+        record = self._am_record(request.app_id, request.attempt)
+        if not 0 < request.count <= MAX_REQUEST_COUNT:
+            raise spec_mod.SpecError("count", f"must be between 1 and {MAX_REQUEST_COUNT}")
+        shape = request.resources.request
+        with self.m.table.lock:  # placement and commit see the same free capacity
+            placement = self.m.scheduler.place([shape] * request.count,
+                                               snapshot.free_nodes(self.m.node_view, self.m.table),
+                                               gang=request.gang)
+            first = record.next_instance
+            grants = []
+            for offset, node_id in enumerate(placement.node_ids):
+                node = self.m.node_view.node(node_id)
+                grants.append(types_pb2.Allocation(app_id=record.app_id, instance_id=str(first + offset),
+                                                   node_id=node_id, node_address=node.address, request=shape))
+            if grants:
+                self.m.table.allocate(record, grants, {"next_instance": first + len(grants)})
+        return master_pb2.Grants(allocations=grants, message=placement.reason)
+
+    @leader_only
+    def ReleaseContainers(self, request, context):
+        record = self._am_record(request.app_id, request.attempt)
+        if "am" in request.instance_ids:
+            raise spec_mod.SpecError("instance_ids", "the AM's own allocation is released by the master")
+        self.m.table.release(record.app_id, list(request.instance_ids))
+        return self._app_status(self.m.table.by_id(record.app_id))
+
+    @leader_only
+    def ReportAppState(self, request, context):
+        record = self._am_record(request.app_id, request.attempt)
+        if request.state not in TERMINAL:
+            raise spec_mod.SpecError("state", "an AM reports only succeeded, failed or killed")
+        record = self.m.table.update(record, state=request.state, message=request.message)
+        self.m.reconciler.wake()
+        return self._app_status(record)
+
+    # ---- helpers ----
+
+    def _active(self, name: str):
+        record = self.m.table.get(name)
+        if record.state in TERMINAL:
+            raise Conflict("terminal", f"application {name!r} is {state_name(record.state)}")
+        return record
+
+    def _am_record(self, app_id: str, attempt: int):
+        record = self.m.table.by_id(app_id)
+        if record is None:
+            raise Conflict("not_found", f"no application with id {app_id!r}")
+        if attempt != record.am_attempt:
+            raise Conflict("stale", f"AM attempt {attempt} was superseded by attempt {record.am_attempt}")
+        return record
+
+    def _app_status(self, record) -> master_pb2.AppStatus:
+        allocations = self.m.table.app_allocations(record.app_id)
+        containers = self.m.node_view.app_containers(record.app_id)
+        out = master_pb2.AppStatus(app=record, epoch=self.m.election.epoch)
+        for instance_id in sorted(allocations, key=instance_order):
+            view = master_pb2.InstanceView(allocation=allocations[instance_id])
+            status = latest_container(containers, instance_id)
+            if status is not None:
+                view.status.CopyFrom(status)
+            if instance_id == "am":
+                out.am.CopyFrom(view)
+            else:
+                out.instances.append(view)
+        return out
+
+    def _node_status(self, info) -> master_pb2.NodeStatus:
+        allocated = snapshot.allocated_on(info.node_id, self.m.table)
+        count = sum(1 for a in self.m.table.all_allocations() if a.node_id == info.node_id)
+        return master_pb2.NodeStatus(info=info, allocated=allocated, containers=count, alive=True)
