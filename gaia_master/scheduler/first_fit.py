@@ -17,12 +17,13 @@ class FirstFit:
             chosen.append(node_id)
         if not missing:
             return Placement(chosen)
-        reason = _explain(missing[0], nodes, len(missing), len(requests))
+        reason = _explain(missing[0], free, len(missing), len(requests))
         return Placement([] if gang else chosen, reason)
 
 
-def _explain(request, nodes: list, missing: int, asked: int) -> str:
-    if not nodes:
+def _explain(request, free: dict, missing: int, asked: int) -> str:
+    """Which dimensions ran out, judged on what was left after this placement's own picks."""
+    if not free:
         return "no live nodes"
-    short = sorted({d for n in nodes for d in resources.shortfall(request, n.free)})
-    return f"{missing} of {asked} containers do not fit on any of {len(nodes)} nodes (short of {', '.join(short)})"
+    short = sorted({d for left in free.values() for d in resources.shortfall(request, left)})
+    return f"{missing} of {asked} containers do not fit on any of {len(free)} nodes (short of {', '.join(short)})"

@@ -1,0 +1,172 @@
+"""A real local cluster for integration tests: master and node processes on a real etcd.
+
+Daemons are separate processes (started through the `gaia` CLI) so tests can kill -9 and
+SIGSTOP them for real. Cleanup finds every process of the test's cluster — daemons, shims,
+AMs, instances — by the GAIA_CLUSTER / config path in its environment or command line.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import yaml
+
+from gaia_common.client import MasterClient
+from gaia_common.etcd import connect
+from gaia_common.keys import Keys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
+    """Poll `predicate` until it returns something truthy; bounded by `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as e:  # the system is converging; remember why it is not there yet
+            last_error = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}" +
+                         (f" (last error: {last_error})" if last_error else ""))
+
+
+class LocalCluster:
+    def __init__(self, etcd_endpoint: str, name: str, workdir):
+        self.etcd_endpoint = etcd_endpoint
+        self.name = name
+        self.keys = Keys(name)
+        self.workdir = str(workdir)
+        self.masters = []     # Popen
+        self.nodes = {}       # node_id -> Popen
+        self.client_config = os.path.join(self.workdir, "client.yaml")
+        with open(self.client_config, "w") as f:
+            yaml.safe_dump({"current": name, "clusters": {name: {"etcd": [etcd_endpoint]}}}, f)
+        self.etcd = connect([etcd_endpoint])
+        self._clients = []
+
+    # ---- processes ----
+
+    def _env(self, extra=None):
+        env = dict(os.environ, GAIA_CONFIG=self.client_config, GAIA_TEST_CLUSTER=self.name,
+                   PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env.pop("GAIA_FAULTS", None)
+        env.update(extra or {})
+        return env
+
+    def _spawn(self, kind: str, config: dict, log_name: str, env_extra=None) -> subprocess.Popen:
+        path = os.path.join(self.workdir, f"{log_name}.yaml")
+        with open(path, "w") as f:
+            yaml.safe_dump(config, f)
+        log = open(os.path.join(self.workdir, f"{log_name}.log"), "ab")
+        return subprocess.Popen([sys.executable, "-m", "gaia_cli", kind, "run", "--config", path],
+                                stdout=log, stderr=subprocess.STDOUT, env=self._env(env_extra),
+                                start_new_session=True, cwd=ROOT)
+
+    def start_master(self, env_extra=None, lease_ttl: int = 2) -> subprocess.Popen:
+        n = len(self.masters) + 1
+        config = {"cluster": self.name, "etcd": [self.etcd_endpoint], "listen": "127.0.0.1:0",
+                  "id": f"{self.name}-m{n}", "lease_ttl": lease_ttl}
+        proc = self._spawn("master", config, f"master-{n}", env_extra)
+        self.masters.append(proc)
+        return proc
+
+    def start_node(self, node_id: str = None, **overrides) -> subprocess.Popen:
+        node_id = node_id or f"{self.name}-n{len(self.nodes) + 1}"
+        config = {"cluster": self.name, "etcd": [self.etcd_endpoint], "listen": "127.0.0.1:0",
+                  "id": node_id, "state_dir": os.path.join(self.workdir, node_id),
+                  "cgroup_parent": f"gaia-{self.name}", "lease_ttl": 3, **overrides}
+        proc = self._spawn("node", config, node_id)
+        self.nodes[node_id] = proc
+        return proc
+
+    # ---- views ----
+
+    def client(self, **kwargs) -> MasterClient:
+        c = MasterClient(self.name, etcd_endpoints=[self.etcd_endpoint], **kwargs)
+        self._clients.append(c)
+        return c
+
+    def leader(self):
+        masters = MasterClient(self.name, etcd_endpoints=[self.etcd_endpoint]).masters()
+        return masters[0] if masters else None
+
+    def leader_proc(self) -> subprocess.Popen:
+        """The Popen of the leading master, found by the pid in its id."""
+        info = self.leader()
+        index = int(info.id.rsplit("-m", 1)[1]) - 1
+        return self.masters[index]
+
+    def wait_ready(self, nodes: int = None, timeout: float = 30.0):
+        nodes = len(self.nodes) if nodes is None else nodes
+        from gaia_common.pb import master_pb2
+        c = self.client(retry_for=2)
+        wait_for(lambda: len(c.call("ListNodes", master_pb2.ListNodesRequest()).nodes) >= nodes,
+                 timeout, what=f"a leader and {nodes} nodes")
+
+    def cli(self, *args, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "-m", "gaia_cli", "--cluster", self.name, *args],
+                                capture_output=True, text=True, env=self._env(), timeout=timeout, cwd=ROOT)
+        if check and result.returncode != 0:
+            raise AssertionError(f"gaia {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+        return result
+
+    def cli_json(self, *args):
+        return json.loads(self.cli(*args, "-o", "json").stdout)
+
+    def log(self, name: str) -> str:
+        with open(os.path.join(self.workdir, f"{name}.log"), errors="replace") as f:
+            return f.read()
+
+    # ---- teardown ----
+
+    def stop(self):
+        for c in self._clients:
+            c.close()
+        procs = self.masters + list(self.nodes.values())
+        for p in procs:
+            if p.poll() is None:
+                _signal_group(p.pid, signal.SIGCONT)
+                _signal_group(p.pid, signal.SIGKILL)
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        kill_cluster_processes(self.name)
+        self.etcd.close()
+
+
+def _signal_group(pid: int, sig):
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def cluster_processes(name: str) -> list:
+    """Every live process started for cluster `name` (AMs, instances, shims, daemons)."""
+    found = []
+    for p in psutil.process_iter(["pid"]):
+        try:
+            env = p.environ()
+        except (psutil.Error, OSError):
+            continue
+        if env.get("GAIA_CLUSTER") == name or env.get("GAIA_TEST_CLUSTER") == name:
+            found.append(p)
+    return found
+
+
+def kill_cluster_processes(name: str, timeout: float = 10.0):
+    for p in cluster_processes(name):
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    wait_for(lambda: not cluster_processes(name), timeout, what=f"processes of {name} to exit")
