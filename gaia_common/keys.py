@@ -17,7 +17,7 @@ _CLUSTER_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 def valid_cluster_name(name: str) -> bool:
-    return bool(_CLUSTER_NAME.match(name or ""))
+    return bool(_CLUSTER_NAME.fullmatch(name or ""))
 
 
 class Keys:

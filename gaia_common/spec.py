@@ -86,9 +86,9 @@ def from_dict(doc) -> types_pb2.AppSpec:
 
 def validate(spec: types_pb2.AppSpec) -> types_pb2.AppSpec:
     """Checks that hold however the spec arrived (YAML or a raw gRPC call)."""
-    if not NAME.match(spec.name):
+    if not NAME.fullmatch(spec.name):
         raise SpecError("name", f"{spec.name!r} must be 1-63 lowercase letters, digits or '-', starting with a letter")
-    if not POOL.match(spec.pool):
+    if not POOL.fullmatch(spec.pool):
         raise SpecError("pool", f"{spec.pool!r} must be a path like ads/ranking/online")
     if spec.driver not in DRIVERS:
         raise SpecError("driver", f"{spec.driver!r} is not one of {', '.join(DRIVERS)}")
@@ -163,7 +163,7 @@ def _env(value) -> dict:
         raise SpecError("env", f"at most {MAX_ENV} variables")
     out = {}
     for k, v in value.items():
-        if not isinstance(k, str) or not ENV_NAME.match(k):
+        if not isinstance(k, str) or not ENV_NAME.fullmatch(k):
             raise SpecError(f"env.{k}", "not a valid variable name")
         if k.startswith("GAIA_"):
             raise SpecError(f"env.{k}", "GAIA_* variables are set by Gaia")
@@ -244,7 +244,7 @@ def _ports(value) -> list:
 def _validate_ports(ports):
     seen = set()
     for i, p in enumerate(ports):
-        if not PORT_NAME.match(p.name):
+        if not PORT_NAME.fullmatch(p.name):
             raise SpecError(f"ports[{i}].name", f"{p.name!r} must be lowercase letters, digits or '-'")
         if p.name in seen:
             raise SpecError(f"ports[{i}].name", f"duplicate port name {p.name!r}")

@@ -1,0 +1,1 @@
+"""Benchmarks behind `gaia bench <what>`: each returns figures; the command prints them."""

@@ -1,0 +1,1 @@
+"""One module per command; registered in gaia_cli/main.py."""

@@ -1,0 +1,47 @@
+"""gaia list / scale / kill: the application table."""
+import click
+
+from gaia_common.pb import master_pb2
+from gaia_cli import output
+from gaia_cli.commands.status import running_count
+from gaia_cli.context import pass_context
+
+
+def render_apps(response: master_pb2.ListAppsResponse) -> str:
+    rows = [[s.app.spec.name, s.app.app_id, output.app_state(s.app.state),
+             f"{running_count(s)}/{s.app.spec.instances}", s.app.spec.pool,
+             output.age(s.app.created_unix_ms / 1000)]
+            for s in sorted(response.apps, key=lambda s: s.app.spec.name)]
+    return output.render_table(["NAME", "ID", "STATE", "RUNNING", "POOL", "AGE"], rows)
+
+
+def _summary(status: master_pb2.AppStatus) -> str:
+    return (f"{status.app.spec.name}: {output.app_state(status.app.state)}, "
+            f"{running_count(status)}/{status.app.spec.instances} running")
+
+
+@click.command("list")
+@output.output_option
+@pass_context
+def list_apps(ctx, fmt):
+    """List the cluster's applications."""
+    output.emit(fmt, ctx.call("ListApps", master_pb2.ListAppsRequest()), render_apps)
+
+
+@click.command()
+@click.argument("app")
+@click.argument("instances", type=click.IntRange(min=0))
+@output.output_option
+@pass_context
+def scale(ctx, app, instances, fmt):
+    """Set the number of instances APP should run."""
+    output.emit(fmt, ctx.call("ScaleApp", master_pb2.ScaleAppRequest(name=app, instances=instances)), _summary)
+
+
+@click.command()
+@click.argument("app")
+@output.output_option
+@pass_context
+def kill(ctx, app, fmt):
+    """Stop every instance of APP and its AM."""
+    output.emit(fmt, ctx.call("KillApp", master_pb2.KillAppRequest(name=app)), _summary)

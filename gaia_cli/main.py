@@ -1,0 +1,90 @@
+"""The `gaia` command: every subcommand is registered here, and only here.
+
+Each command lives in a module of its own under gaia_cli/commands/; COMMANDS maps the words a
+user types to it. A two-word path ("node show") puts the command in the group named by the
+first word, made here unless a module defines that group itself (`gaia dev` is a command and
+a group).
+"""
+import click
+
+from gaia_common import __version__
+from gaia_cli.commands import apps, bench, cluster, daemons, dev, masters, nodes, resolve, status, submit
+from gaia_cli.context import Context
+from gaia_cli.errors import translate
+
+COMMANDS = [
+    # applications
+    ("submit", submit.submit),
+    ("status", status.status),
+    ("list", apps.list_apps),
+    ("scale", apps.scale),
+    ("kill", apps.kill),
+    ("resolve", resolve.resolve),
+    # the cluster's machinery
+    ("nodes", nodes.list_nodes),
+    ("node show", nodes.show),
+    ("masters", masters.masters),
+    # client config: cluster names
+    ("cluster add", cluster.add),
+    ("cluster list", cluster.list_clusters),
+    ("cluster use", cluster.use),
+    ("cluster remove", cluster.remove),
+    # a local cluster
+    ("dev", dev.dev),
+    ("dev down", dev.down),
+    # daemons
+    ("master run", daemons.master_run),
+    ("node run", daemons.node_run),
+    ("am", daemons.am),
+    # benchmarks
+    ("bench failover", bench.failover),
+]
+
+GROUP_HELP = {
+    "node": "One node: show it, or run a node manager.",
+    "master": "Run a master replica.",
+    "cluster": "Cluster names in the client config (~/.gaia/config.yaml or $GAIA_CONFIG).",
+    "bench": "Benchmarks on private local clusters; each prints its figures.",
+}
+
+
+class GaiaGroup(click.Group):
+    """The top group: turns the errors the CLI expects into `error: ...` and an exit code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Exception as e:
+            err = translate(e)
+            if err is None:
+                raise
+            raise err from None
+
+
+@click.group(cls=GaiaGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--cluster", metavar="NAME",
+              help="Cluster to talk to (default: $GAIA_CLUSTER, then the client config's current).")
+@click.option("--retry-for", type=float, default=30.0, show_default=True, metavar="SECONDS",
+              help="How long to keep retrying while no master leads.")
+@click.version_option(version=__version__, prog_name="gaia")
+@click.pass_context
+def cli(ctx, cluster, retry_for):
+    """Gaia: submit applications to a cluster by its name, and run the cluster itself."""
+    ctx.obj = Context(cluster, retry_for)
+    ctx.call_on_close(ctx.obj.close)
+
+
+def _register(root: click.Group, commands):
+    for path, command in commands:
+        *parents, name = path.split()
+        group = root
+        for word in parents:
+            sub = group.commands.get(word)
+            if sub is None:
+                sub = click.Group(word, help=GROUP_HELP.get(word))
+                group.add_command(sub)
+            group = sub
+        group.add_command(command, name)
+
+
+_register(cli, COMMANDS)

@@ -1,0 +1,100 @@
+"""NodeManager: wires the node's parts together and runs its two loops.
+
+Start-up order matters: drivers and cgroups first (a bad config fails before anything is
+announced), then re-adopting the containers already running, then the lease, and only then
+the gRPC server, so no command arrives before the node knows what it runs.
+"""
+import logging
+import os
+import threading
+
+from gaia_common import etcd as etcd_mod, rpc
+from gaia_common.config import default_id
+from gaia_common.keys import Keys
+from gaia_common.masters import current_epoch
+from gaia_common.pb import node_pb2_grpc
+from gaia_node import capacity, cgroups, drivers
+from gaia_node.containers import Containers
+from gaia_node.epoch import EpochGuard
+from gaia_node.ports import PortAllocator
+from gaia_node.publish import Publisher
+from gaia_node.registration import ETCD_ERRORS, Registration
+from gaia_node.service import NodeService
+from gaia_node.state import ContainerDirs
+
+log = logging.getLogger("gaia.node")
+
+EPOCH_POLL = 0.3
+STATUS_POLL = 0.5
+ETCD_TIMEOUT = 2.0     # short: node writes are retried by the lease loop anyway
+
+
+def advertised(cfg, bound: str) -> str:
+    """Where others dial us: the configured address, else the bound one with a routable host."""
+    if cfg.advertise:
+        return cfg.advertise
+    host, port = bound.rsplit(":", 1)
+    if host in ("0.0.0.0", "[::]", "::", ""):
+        host = cfg.host_ip
+    return f"{host}:{port}"
+
+
+class NodeManager:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.node_id = cfg.id or default_id()
+        self.keys = Keys(cfg.cluster)
+        self.address = ""
+        self._stop = threading.Event()
+        self._threads = []
+
+    def start(self) -> "NodeManager":
+        cfg = self.cfg
+        os.makedirs(cfg.state_dir, exist_ok=True)
+        dirs = ContainerDirs(cfg.state_dir)
+        self.cgroups = cgroups.detect(cfg.cgroup_root, cfg.cgroup_parent)
+        if self.cgroups is None:
+            log.warning("no cgroups under %s: resource limits will not be enforced", cfg.cgroup_root)
+        self.drivers = drivers.load(cfg.drivers, dirs, self.cgroups)
+        self.etcd = etcd_mod.connect(cfg.etcd, timeout=ETCD_TIMEOUT)
+        self.server = rpc.make_server()
+        self.address = advertised(cfg, rpc.bind(self.server, cfg.listen))
+        self.info = capacity.node_info(cfg, self.node_id, self.address, self.drivers)
+        self.registration = Registration(self.etcd, cfg.lease_ttl)
+        self.registration.set(self.keys.node(self.node_id), self.info.SerializeToString())
+        self.containers = Containers(dirs=dirs, drivers=self.drivers, ports=PortAllocator(*cfg.port_range),
+                                     publisher=Publisher(self.registration, self.keys),
+                                     node_id=self.node_id, host_ip=cfg.host_ip, cluster=cfg.cluster)
+        running = self.containers.recover()
+        self.epoch = EpochGuard(lambda: current_epoch(self.etcd, self.keys), errors=ETCD_ERRORS)
+        self.registration.start()
+        self.epoch.refresh()
+        self._every(EPOCH_POLL, self.epoch.refresh, "gaia-node-epoch")
+        self._every(STATUS_POLL, self.containers.poll, "gaia-node-status")
+        node_pb2_grpc.add_NodeServicer_to_server(NodeService(self), self.server)
+        self.server.start()
+        log.info("node %s serving on %s (cluster %s, %d containers re-adopted)",
+                 self.node_id, self.address, cfg.cluster, running)
+        return self
+
+    def _every(self, interval: float, work, name: str):
+        def loop():
+            while not self._stop.wait(interval):
+                try:
+                    work()
+                except Exception:  # a loop that dies silently would freeze the node's view
+                    log.exception("%s failed; continuing", name)
+        thread = threading.Thread(target=loop, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Stop serving and heartbeating. Containers keep running and the lease is not revoked:
+        a node manager restarted within the TTL takes everything over unnoticed."""
+        self._stop.set()
+        self.server.stop(grace=1).wait()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self.registration.stop()
+        self.etcd.close()
+        log.info("node %s stopped; its containers keep running", self.node_id)

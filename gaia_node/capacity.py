@@ -1,0 +1,50 @@
+"""What the node offers the scheduler: measured by psutil, overridable in node.yaml.
+
+Overrides use the spec's resource names and quantities (cpu: 8, memory: 30Gi, net_in: 10Gbit...),
+so an operator can hold back room for the system or declare what psutil cannot see.
+"""
+import os
+import time
+
+import psutil
+
+import gaia_common
+from gaia_common import quantity
+from gaia_common.config import ConfigError
+from gaia_common.pb import types_pb2
+from gaia_common.spec import RESOURCE_FIELDS
+
+
+def measured(state_dir: str) -> types_pb2.Resources:
+    return types_pb2.Resources(cpu_millis=(psutil.cpu_count() or 1) * 1000,
+                               memory_bytes=psutil.virtual_memory().total,
+                               disk_bytes=psutil.disk_usage(_existing(state_dir)).free)
+
+
+def _existing(path: str) -> str:
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def with_overrides(capacity: types_pb2.Resources, overrides: dict) -> types_pb2.Resources:
+    out = types_pb2.Resources()
+    out.CopyFrom(capacity)
+    for name, raw in (overrides or {}).items():
+        if name not in RESOURCE_FIELDS:
+            raise ConfigError(f"capacity.{name}: unknown resource (known: {', '.join(RESOURCE_FIELDS)})")
+        attr, parse, _ = RESOURCE_FIELDS[name]
+        try:
+            setattr(out, attr, parse(raw))
+        except (ValueError, TypeError, quantity.QuantityError) as e:
+            raise ConfigError(f"capacity.{name}: {e}") from None
+    return out
+
+
+def node_info(cfg, node_id: str, address: str, drivers) -> types_pb2.NodeInfo:
+    return types_pb2.NodeInfo(
+        node_id=node_id, address=address, host_ip=cfg.host_ip,
+        capacity=with_overrides(measured(cfg.state_dir), cfg.capacity),
+        labels={str(k): str(v) for k, v in (cfg.labels or {}).items()},
+        registered_at=time.time(), version=gaia_common.__version__, drivers=sorted(drivers))

@@ -1,0 +1,204 @@
+"""The process driver: a host command under the shim (gaia_node/shim.py), in its own cgroups.
+
+It has no network namespaces yet: every task shares the host network, so a fixed
+container_port is bound on the host as it is, whatever spec.host_network says.
+The driver creates and configures the cgroups itself (so a bad limit fails the start call
+at once); the shim only puts the child into them before exec.
+"""
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Optional
+
+from gaia_common.spec import SpecError
+from gaia_node import procs, state
+from gaia_node.cgroups import Limits
+from gaia_node.drivers.base import Capabilities, StartFailed, TaskStatus
+from gaia_node.environment import expand_args
+
+SHIM_REPORT_TIMEOUT = 10.0     # python start-up of the shim, on a loaded machine
+KILL_WAIT = 5.0                # after SIGKILL, for the shim to record the exit
+CGROUP_REMOVE_WAIT = 2.0
+POLL = 0.02
+# The shim runs as `python -m gaia_node.shim`: make this checkout importable for it.
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@dataclasses.dataclass
+class ProcessHandle:
+    container_id: str           # everything else is read from the shim's state.json
+
+
+class ProcessDriver:
+    name = "process"
+
+    def __init__(self, dirs, cgroups=None):
+        self.dirs = dirs
+        self.cgroups = cgroups
+
+    def capabilities(self) -> Capabilities:
+        enforced = self.cgroups is not None
+        return Capabilities(host_network=True, network_namespaces=False, images=False,
+                            cgroups=self.cgroups.version if enforced else "",
+                            memory_limits=enforced, cpu_limits=enforced)
+
+    def validate(self, spec) -> None:
+        if spec.image:
+            raise SpecError("spec.image", "the process driver runs host commands, not images (use driver docker)")
+        if not spec.command:
+            raise SpecError("spec.command", "required for the process driver")
+
+    # ---- start ----
+
+    def start(self, spec, env: dict, host_ports: dict) -> ProcessHandle:
+        directory = self.dirs.create(spec.container_id)
+        cwd = os.path.join(directory, spec.workdir or state.WORKDIR)  # an absolute workdir wins
+        os.makedirs(cwd, exist_ok=True)
+        launch = {"command": expand_args(spec.command, env), "env": env, "cwd": cwd,
+                  "cgroup_procs": self._make_cgroups(spec)}
+        state.write_json_atomic(os.path.join(directory, state.LAUNCH), launch)
+        handle = ProcessHandle(spec.container_id)
+        try:
+            self._spawn_shim(directory)
+            self._wait_for_report(handle)
+        except StartFailed:
+            self._abandon(handle)
+            raise
+        return handle
+
+    def _make_cgroups(self, spec) -> list:
+        if self.cgroups is None:
+            return []
+        try:
+            return self.cgroups.create(spec.container_id, Limits.from_requirements(spec.resources))
+        except OSError as e:
+            self.cgroups.remove(spec.container_id)
+            raise StartFailed(f"cannot set up the {self.cgroups.version} cgroup: {e}") from None
+
+    @staticmethod
+    def _spawn_shim(directory: str):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
+        with open(os.path.join(directory, "shim.log"), "ab") as log:
+            first = subprocess.Popen([sys.executable, "-m", "gaia_node.shim", directory], cwd=directory, env=env,
+                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                     close_fds=True, start_new_session=True)
+        try:
+            code = first.wait(SHIM_REPORT_TIMEOUT)  # the first shim process only forks and exits
+        except subprocess.TimeoutExpired:
+            first.kill()
+            first.wait()
+            code = -9
+        if code != 0:
+            raise StartFailed(f"the shim failed to start (exit {code}); see {directory}/shim.log")
+
+    def _wait_for_report(self, handle: ProcessHandle):
+        path = self.dirs.path(handle.container_id, state.SHIM_STATE)
+        deadline = time.monotonic() + SHIM_REPORT_TIMEOUT
+        while time.monotonic() < deadline:
+            record = state.read_json(path) or {}
+            if record.get("pid") or "finished_at" in record:
+                return
+            time.sleep(POLL)
+        raise StartFailed(f"the shim did not report a pid within {SHIM_REPORT_TIMEOUT:g}s")
+
+    # ---- status ----
+
+    def status(self, handle: ProcessHandle) -> TaskStatus:
+        record = self._record(handle)
+        if record is None:
+            return TaskStatus(running=False, exit_code=-1, lost=True, message="the shim recorded nothing")
+        if "finished_at" in record:
+            return self._finished(record)
+        if procs.alive(record.get("child")) or procs.alive(record.get("shim")):
+            # A live shim with a dead child is about to record the exit.
+            return TaskStatus(running=True, pid=record.get("pid", 0), started_at=record.get("started_at", 0))
+        record = self._record(handle) or record  # it may have recorded the exit just now
+        if "finished_at" in record:
+            return self._finished(record)
+        return TaskStatus(running=False, pid=record.get("pid", 0), started_at=record.get("started_at", 0),
+                          exit_code=-1, finished_at=time.time(), lost=True,
+                          message="the shim is gone without recording an exit")
+
+    def _record(self, handle: ProcessHandle) -> Optional[dict]:
+        return state.read_json(self.dirs.path(handle.container_id, state.SHIM_STATE))
+
+    @staticmethod
+    def _finished(record: dict) -> TaskStatus:
+        signum = record.get("signal", 0)
+        if record.get("error"):
+            message = record["error"]
+        elif signum:
+            message = f"killed by {signal.Signals(signum).name}"
+        else:
+            message = f"exited with code {record.get('exit_code', 0)}"
+        return TaskStatus(running=False, pid=record.get("pid", 0), started_at=record.get("started_at", 0.0),
+                          exit_code=record.get("exit_code", 0), signal=signum,
+                          finished_at=record["finished_at"], message=message)
+
+    # ---- stop and clean-up ----
+
+    def stop(self, handle: ProcessHandle, grace: float) -> TaskStatus:
+        if not self.status(handle).running:
+            return self.status(handle)
+        self._signal(handle, signal.SIGTERM)
+        if not self._wait_gone(handle, grace):
+            self._signal(handle, signal.SIGKILL)
+            self._wait_gone(handle, KILL_WAIT)
+        return self.status(handle)
+
+    def _signal(self, handle: ProcessHandle, signum: int):
+        """The child's process group, and anything of the container that left it (its cgroup)."""
+        record = self._record(handle) or {}
+        group = record["pid"] if procs.alive(record.get("child")) else None
+        if group:
+            try:
+                os.killpg(group, signum)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for pid in (self.cgroups.pids(handle.container_id) if self.cgroups else ()):
+            try:
+                if os.getpgid(pid) != group:  # the group got it already: one signal each
+                    os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def _wait_gone(self, handle: ProcessHandle, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.status(handle).running:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL)
+        return True
+
+    def _abandon(self, handle: ProcessHandle):
+        """A shim that never reported must not start the command later."""
+        record = self._record(handle) or {}
+        if procs.alive(record.get("shim")):
+            os.kill(record["shim"]["pid"], signal.SIGKILL)
+        self._signal(handle, signal.SIGKILL)
+        self.release(handle)
+
+    def release(self, handle: ProcessHandle) -> None:
+        if self.cgroups is None:
+            return
+        deadline = time.monotonic() + CGROUP_REMOVE_WAIT
+        while not self.cgroups.remove(handle.container_id) and time.monotonic() < deadline:
+            for pid in self.cgroups.pids(handle.container_id):  # strays the task left behind
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(POLL)
+
+    # ---- restart of the node manager ----
+
+    def handle_state(self, handle: ProcessHandle) -> dict:
+        return dataclasses.asdict(handle)
+
+    def recover(self, saved: dict) -> Optional[ProcessHandle]:
+        handle = ProcessHandle(saved["container_id"])
+        return handle if self._record(handle) is not None else None

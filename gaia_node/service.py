@@ -1,0 +1,44 @@
+"""The Node gRPC service: epoch check, then the container table; errors become status codes."""
+import contextlib
+
+import grpc
+
+from gaia_common.pb import node_pb2, node_pb2_grpc
+from gaia_common.spec import SpecError
+from gaia_node.containers import NotFound
+from gaia_node.epoch import StaleEpoch
+from gaia_node.ports import PortUnavailable
+
+CODES = ((StaleEpoch, grpc.StatusCode.FAILED_PRECONDITION),
+         (SpecError, grpc.StatusCode.INVALID_ARGUMENT),
+         (NotFound, grpc.StatusCode.NOT_FOUND),
+         (PortUnavailable, grpc.StatusCode.RESOURCE_EXHAUSTED))
+
+
+@contextlib.contextmanager
+def status_codes(context):
+    try:
+        yield
+    except tuple(kind for kind, _ in CODES) as e:
+        code = next(code for kind, code in CODES if isinstance(e, kind))
+        context.abort(code, e.args[0] if e.args else str(e))
+
+
+class NodeService(node_pb2_grpc.NodeServicer):
+    def __init__(self, manager):
+        self.manager = manager
+
+    def StartContainer(self, request, context):
+        with status_codes(context):
+            self.manager.epoch.admit(request.epoch)
+            return self.manager.containers.start(request.spec)
+
+    def StopContainer(self, request, context):
+        with status_codes(context):
+            self.manager.epoch.admit(request.epoch)
+            return self.manager.containers.stop(request.container_id, request.grace_seconds, request.remove)
+
+    def Status(self, request, context):
+        return node_pb2.NodeReport(info=self.manager.info, containers=self.manager.containers.statuses(),
+                                   known_epoch=self.manager.epoch.known_epoch,
+                                   refused_commands=self.manager.epoch.refused_commands)

@@ -1,0 +1,36 @@
+"""Checks of a ContainerSpec that hold whatever the driver: its ids become etcd keys,
+directory and cgroup names, its port names become GAIA_PORT_* variables."""
+from gaia_common.spec import ENV_NAME, PORT_NAME, SpecError
+from gaia_node.state import valid_container_id
+
+
+def validate_container_spec(spec, drivers: dict) -> None:
+    if not valid_container_id(spec.container_id):
+        raise SpecError("spec.container_id", f"{spec.container_id!r} must be letters, digits, '.', '_' or '-' "
+                                             "(expected <app_id>.<instance_id>.<attempt>)")
+    for field in ("app_id", "app_name", "instance_id"):
+        value = getattr(spec, field)
+        if not value or "/" in value:
+            raise SpecError(f"spec.{field}", f"{value!r} must be set and contain no '/'")
+    if spec.driver not in drivers:
+        raise SpecError("spec.driver", f"{spec.driver!r} is not enabled on this node "
+                                       f"(enabled: {', '.join(sorted(drivers)) or 'none'})")
+    if ".." in spec.workdir.split("/"):
+        raise SpecError("spec.workdir", "must not contain '..'")
+    for name in spec.env:
+        if not ENV_NAME.match(name):
+            raise SpecError(f"spec.env.{name}", "not a valid variable name")
+    _validate_ports(spec.ports)
+    drivers[spec.driver].validate(spec)
+
+
+def _validate_ports(ports) -> None:
+    seen = set()
+    for i, port in enumerate(ports):
+        if not PORT_NAME.match(port.name) or port.name in seen:
+            raise SpecError(f"spec.ports[{i}].name", f"{port.name!r} is not a valid, distinct port name")
+        if not 0 <= port.container_port <= 65535:
+            raise SpecError(f"spec.ports[{i}].container_port", f"{port.container_port} is not a port number")
+        if port.protocol not in ("", "tcp", "udp"):
+            raise SpecError(f"spec.ports[{i}].protocol", f"{port.protocol!r} must be tcp or udp")
+        seen.add(port.name)
