@@ -166,14 +166,22 @@ def test_paused_leader_cannot_write_after_new_epoch(make_cluster):
     submitter.stop_flag.set()
     submitter.join(60)
 
-    writes = [(e.key.decode(), decode_epoch(e.key.decode(), e.value, cluster.keys))
-              for e in history(cluster.etcd, cluster.keys.root, new.epoch + 1)
-              if type(e).__name__ == "PutEvent"]
-    leader_writes = [w for w in writes if w[1] is not None]
-    assert leader_writes, "the new leader wrote nothing?"
-    stale = [w for w in leader_writes if w[1] != new.epoch]
-    assert not stale, f"writes after epoch {new.epoch} by another epoch: {stale}"
-    assert "fenced write refused" in cluster.log("master-1") or a.poll() is not None
+    # B's epoch is the revision at which B *campaigned*; A legitimately led until its lease
+    # ended (its election key deleted). Fencing means: no write of A's after that moment,
+    # and none after B's first write.
+    events = history(cluster.etcd, cluster.keys.root, 1)
+    a_key = next(e.key for e in events if e.key.startswith(cluster.keys.election.encode())
+                 and e.create_revision == first.epoch)
+    a_ended = next(e.mod_revision for e in events if e.key == a_key and type(e).__name__ == "DeleteEvent")
+    writes = [(e.mod_revision, e.key.decode(), decode_epoch(e.key.decode(), e.value, cluster.keys))
+              for e in events if type(e).__name__ == "PutEvent"]
+    a_writes = [w for w in writes if w[2] == first.epoch]
+    b_writes = [w for w in writes if w[2] == new.epoch]
+    assert a_writes and b_writes
+    assert max(w[0] for w in a_writes) < a_ended, f"A wrote after its lease ended at {a_ended}: {a_writes}"
+    assert max(w[0] for w in a_writes) < min(w[0] for w in b_writes), "A wrote after B's first write"
+    assert all(w[2] in (first.epoch, new.epoch) for w in writes if w[2] is not None)
+    wait_for(lambda: "fenced write refused" in cluster.log("master-1"), 10, what="A's resumed write to be refused")
     apps = [a.app.app_id for a in cluster.client().call("ListApps", master_pb2.ListAppsRequest()).apps]
     assert len(apps) == len(set(apps))
     assert set(submitter.acked) <= set(apps)
