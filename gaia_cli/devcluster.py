@@ -97,9 +97,13 @@ class DevCluster:
             raise CliError(f"dev cluster {self.name!r} is already up ({self.state_path}); "
                            f"stop it with `gaia dev down --name {self.name}`", EXIT_BAD_REQUEST)
 
-    def start(self, masters: int, nodes: int, lease_ttl: int = None):
-        """Start etcd, the masters and the nodes, each recorded as it starts so `down` can always
-        clean up. Call ensure_not_running first. `lease_ttl`: the masters' (default: theirs)."""
+    def start(self, masters: int, nodes: int, lease_ttl: int = None, timeout: float = 60.0):
+        """Start etcd, the masters and then the nodes, each recorded as it starts so `down` can
+        always clean up. Call ensure_not_running first, and wait_ready after.
+
+        The nodes start once a leader answers, as a real cluster comes up: every master has
+        loaded its view of the nodes by then and follows them from there.
+        `lease_ttl`: the masters' (default: theirs)."""
         if self.state:
             self.stop()  # a stale record: sweep whatever it left behind (containers) first
         self._fresh_dirs()
@@ -126,6 +130,7 @@ class DevCluster:
                 settings["lease_ttl"] = lease_ttl
             self._write_config(f"master-{i}", settings)
             self._spawn("master", f"master-{i}", settings["id"])
+        self.wait_ready(timeout)
         span = (PORT_RANGE[1] - PORT_RANGE[0] + 1) // max(nodes, 1)
         for i in range(1, nodes + 1):
             low = PORT_RANGE[0] + (i - 1) * span
@@ -185,8 +190,8 @@ class DevCluster:
         config.save_client_config(doc)
 
     def wait_ready(self, timeout: float = 60.0):
-        """Until every master campaigns, one leads, and it lists every node alive."""
-        want_nodes = {node_id(i) for i in range(1, self.state["nodes"] + 1)}
+        """Until every master campaigns, one leads, and it lists every node started so far alive."""
+        want_nodes = {r["id"] for r in self.state["processes"] if r["role"] == "node"}
         client = MasterClient(self.name, etcd_endpoints=[self.endpoint], retry_for=0.5, deadline=2.0)
         deadline = time.monotonic() + timeout
         waiting_for = "the masters"

@@ -18,7 +18,7 @@ from etcd3 import exceptions as etcd_exceptions
 DEFAULT_TIMEOUT = 5.0
 # Errors after which the same call may succeed on another endpoint or a moment later.
 TRANSIENT = (etcd_exceptions.ConnectionFailedError, etcd_exceptions.ConnectionTimeoutError,
-             etcd_exceptions.InternalServerError)
+             etcd_exceptions.InternalServerError, etcd_exceptions.NoServerAvailableError)
 
 
 def parse_endpoint(url: str):

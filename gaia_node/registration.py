@@ -10,14 +10,12 @@ takes over within the TTL.
 import logging
 import threading
 
-from etcd3.exceptions import NoServerAvailableError
 
 from gaia_common import etcd as etcd_mod
 
 log = logging.getLogger("gaia.node.registration")
 
-# etcd errors worth retrying; NoServerAvailableError is what failover raises with every endpoint down.
-ETCD_ERRORS = etcd_mod.TRANSIENT + (NoServerAvailableError,)
+ETCD_ERRORS = etcd_mod.TRANSIENT  # includes NoServerAvailableError (every endpoint failed)
 
 
 class Registration:

@@ -84,7 +84,7 @@ def dev(click_ctx, name, masters, nodes, detach, example, timeout):
     cluster.ensure_not_running()
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        cluster.start(masters, nodes)
+        cluster.start(masters, nodes, timeout=timeout)
         cluster.wait_ready(timeout)
         if spec is not None:
             click.echo(f"submitted {spec.name}: {_submit(cluster, spec)}")

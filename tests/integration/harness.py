@@ -14,6 +14,7 @@ import time
 import psutil
 import yaml
 
+from gaia_cli.procs import remove_cgroups
 from gaia_common.client import MasterClient
 from gaia_common.etcd import connect
 from gaia_common.keys import Keys
@@ -140,6 +141,7 @@ class LocalCluster:
             except subprocess.TimeoutExpired:
                 pass
         kill_cluster_processes(self.name)
+        remove_cgroups(f"gaia-{self.name}")
         self.etcd.close()
 
 

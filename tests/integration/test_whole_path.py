@@ -59,8 +59,8 @@ def test_submit_run_resolve_scale_kill(cluster, tmp_path):
     # resolve: host:port of every running instance, and each answers HTTP on it
     endpoints = wait_for(lambda: (lambda e: e if len(e) == 2 else None)(cluster.cli_json("resolve", "hello")["endpoints"]),
                          20, what="2 endpoints")
-    for e in endpoints:
-        assert http_ok(e["host"], e["ports"]["http"])
+    for e in endpoints:  # RUNNING means started, not yet listening: give the server a moment
+        wait_for(lambda: http_ok(e["host"], e["ports"]["http"]), 15, what=f"HTTP on {e['ports']['http']}")
     table = cluster.cli("resolve", "hello").stdout
     assert f"{endpoints[0]['host']}:{endpoints[0]['ports']['http']}" in table
 
