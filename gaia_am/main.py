@@ -1,14 +1,13 @@
 """`gaia am`: the entry point a node runs as an application's first container."""
-import logging
 import os
 
 from gaia_common.client import MasterClient
+from gaia_common.daemon import setup_logging
 from gaia_am.am import ApplicationMaster
 
 
 def run(app_id: str, attempt: int, cluster: str = None):
-    logging.basicConfig(level=os.environ.get("GAIA_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s am[%(process)d]: %(message)s")
+    setup_logging("am")
     cluster = cluster or os.environ["GAIA_CLUSTER"]
     endpoints = [e for e in os.environ.get("GAIA_ETCD_ENDPOINTS", "").split(",") if e]
     masters = [m for m in os.environ.get("GAIA_MASTERS", "").split(",") if m]

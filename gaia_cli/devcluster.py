@@ -176,8 +176,11 @@ class DevCluster:
     def restart_master(self, master_id: str):
         """Start master `master_id` again (after it died) with its config, replacing its record."""
         records = self.state["processes"]
-        [old] = [r for r in records if r["role"] == "master" and r.get("id") == master_id]
-        if procs.find(old["pid"], old["started"]):
+        old = next((r for r in records if r["role"] == "master" and r.get("id") == master_id), None)
+        if old is None:
+            raise CliError(f"no master {master_id!r} in dev cluster {self.name!r}")
+        proc = procs.find(old["pid"], old["started"])
+        if proc is not None and procs.wait_gone([proc], 5.0):  # a kill just sent takes a moment
             raise CliError(f"master {master_id!r} (pid {old['pid']}) is still running")
         records.remove(old)
         self._spawn("master", old["label"], master_id)

@@ -43,8 +43,8 @@ COMMANDS = [
 GROUP_HELP = {
     "node": "One node: show it, or run a node manager.",
     "master": "Run a master replica.",
-    "cluster": "Cluster names in the client config (~/.gaia/config.yaml or $GAIA_CONFIG).",
-    "bench": "Benchmarks on private local clusters; each prints its figures.",
+    "cluster": "Cluster names in the client config. The file is ~/.gaia/config.yaml, or $GAIA_CONFIG.",
+    "bench": "Benchmarks. Each runs on a private local cluster and prints its figures.",
 }
 
 

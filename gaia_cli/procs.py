@@ -115,14 +115,26 @@ def cgroup_processes(parent: str, root: pathlib.Path = CGROUP_ROOT) -> list:
     return list(found.values())
 
 
-def remove_cgroups(parent: str, root: pathlib.Path = CGROUP_ROOT):
-    """rmdir `parent`'s now empty cgroups, deepest first; a busy one is left alone."""
-    for top in cgroup_dirs(parent, root):
-        for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
-            try:
-                os.rmdir(dirpath)
-            except OSError:
-                pass
+def remove_cgroups(parent: str, root: pathlib.Path = CGROUP_ROOT, wait: float = 2.0) -> list:
+    """rmdir `parent`'s cgroups, deepest first; return those still there after `wait` seconds.
+
+    A process just killed stays in its cgroup until it is reaped, so an rmdir right after a
+    SIGKILL may find the cgroup busy for a moment.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        left = []
+        for top in cgroup_dirs(parent, root):
+            for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
+                try:
+                    os.rmdir(dirpath)
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    left.append(dirpath)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
 
 
 def _protected() -> set:
@@ -142,14 +154,16 @@ def signal_all(procs, sig):
 def stop(procs, grace: float = 5.0) -> list:
     """SIGTERM `procs`, SIGKILL what is left after `grace` seconds; return what survives even that."""
     keep_out = _protected()
-    procs = [p for p in procs if p.pid not in keep_out]
+    # One signal per process: a second SIGTERM can land inside a daemon's own handler.
+    procs = list({p.pid: p for p in procs if p.pid not in keep_out}.values())
     signal_all(alive(procs), signal.SIGTERM)
-    left = _wait_gone(procs, grace)
+    left = wait_gone(procs, grace)
     signal_all(left, signal.SIGKILL)
-    return _wait_gone(left, 5.0)
+    return wait_gone(left, 5.0)
 
 
-def _wait_gone(procs, timeout: float) -> list:
+def wait_gone(procs, timeout: float) -> list:
+    """Those of `procs` still running after up to `timeout` seconds."""
     deadline = time.monotonic() + timeout
     left = alive(procs)
     while left and time.monotonic() < deadline:

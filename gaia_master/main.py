@@ -6,12 +6,12 @@ waiting for the lease to expire.
 """
 import logging
 import os
-import signal
 import threading
 import time
 
 from gaia_common import etcd as etcd_mod, rpc
 from gaia_common.config import MasterConfig, default_id
+from gaia_common.daemon import setup_logging, wait_for_termination
 from gaia_common.keys import Keys
 from gaia_common.pb import master_pb2_grpc, types_pb2
 from gaia_master.app_table import AppTable
@@ -105,11 +105,7 @@ def start(cfg: MasterConfig) -> Master:
 
 
 def run(cfg: MasterConfig):
-    logging.basicConfig(level=os.environ.get("GAIA_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging("master")
     master = start(cfg)
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
-    done.wait()
-    master.stop()
+    wait_for_termination()
+    master.stop()  # resigns at once: a follower leads without waiting out the lease

@@ -41,10 +41,10 @@ class NodeView:
             self._cancel()
         with self.lock:
             self.nodes, self.containers, self.services = {}, {}, {}
-            revision = 0
+            revision = None  # every table is read at the first read's revision: one snapshot
             for prefix, cls, put, _ in self._tables:
-                response = self.etcd.get_prefix_response(prefix)
-                revision = max(revision, response.header.revision)
+                response = self.etcd.get_prefix_response(prefix, revision=revision)
+                revision = revision or response.header.revision
                 for kv in response.kvs:
                     put(kv.key.decode()[len(prefix):], _decode(cls, kv.value))
             self.revision = revision

@@ -1,7 +1,5 @@
 """Entry points: `run` for `gaia node run`, `start` for tests that want a node in-process."""
-import signal
-import threading
-
+from gaia_common.daemon import setup_logging, wait_for_termination
 from gaia_node.agent import NodeManager
 
 
@@ -12,12 +10,9 @@ def start(cfg) -> NodeManager:
 
 def run(cfg) -> None:
     """Serve until SIGTERM or SIGINT, then stop serving; containers are left running."""
-    stopping = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stopping.set())
+    setup_logging("node")
     manager = start(cfg)
     try:
-        while not stopping.wait(1.0):  # a timed wait lets the main thread run signal handlers
-            pass
+        wait_for_termination()
     finally:
         manager.stop()

@@ -77,7 +77,8 @@ def master_run(ctx, config_path, cluster, etcd, listen, advertise, daemon_id):
 @click.option("--host-ip", help="Address instances are reachable at.")
 @click.option("--state-dir", type=click.Path(file_okay=False), help="Where the node keeps its state.")
 @click.option("--cgroup-parent", help="cgroup under which containers are placed.")
-@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Node label (repeatable; added to the file's).")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE",
+              help="Node label (repeatable; added to the file's).")
 @pass_context
 def node_run(ctx, config_path, cluster, etcd, listen, advertise, daemon_id, host_ip, state_dir,
              cgroup_parent, labels):
@@ -95,7 +96,7 @@ def node_run(ctx, config_path, cluster, etcd, listen, advertise, daemon_id, host
 @click.option("--attempt", required=True, type=click.IntRange(min=0), help="This AM's attempt number.")
 @pass_context
 def am(ctx, app_id, attempt):
-    """Run an application's ApplicationMaster (started by a node, not by hand)."""
+    """Run an application's ApplicationMaster. A node starts it; not for use by hand."""
     cluster = ctx.cluster_option or os.environ.get(CLUSTER_ENV)
     if not cluster:
         raise CliError(f"no cluster: the AM needs ${CLUSTER_ENV} (or gaia --cluster)", EXIT_BAD_REQUEST)

@@ -1,13 +1,11 @@
 """gaia dev: a whole cluster on this machine in one command; gaia dev down stops it."""
 import signal
 import time
-import uuid
 
 import click
 
 from gaia_common.client import MasterClient
-from gaia_common.pb import master_pb2
-from gaia_cli.commands.submit import read_spec
+from gaia_cli.commands.submit import read_spec, submit_spec
 from gaia_cli.devcluster import DEFAULT_NAME, DevCluster
 from gaia_cli.errors import EXIT_NOT_FOUND, CliError
 
@@ -35,8 +33,7 @@ def _banner(cluster: DevCluster, detach: bool) -> str:
 def _submit(cluster: DevCluster, spec) -> str:
     client = MasterClient(cluster.name, etcd_endpoints=[cluster.endpoint])
     try:
-        request = master_pb2.SubmitAppRequest(spec=spec, idempotency_key=str(uuid.uuid4()))
-        return client.call("SubmitApp", request).app_id
+        return submit_spec(client, spec).app_id
     finally:
         client.close()
 
@@ -76,7 +73,11 @@ def _watch(cluster: DevCluster):
               help="How long to wait for a leader and every node.")
 @click.pass_context
 def dev(click_ctx, name, masters, nodes, detach, example, timeout):
-    """Run a local cluster: etcd, masters and nodes as processes ($GAIA_DEV_HOME or ~/.gaia/dev)."""
+    """Run a whole cluster on this machine.
+
+    etcd, the masters and the nodes run as processes; their files are in
+    $GAIA_DEV_HOME/NAME (default ~/.gaia/dev/NAME). See docs/cli.md.
+    """
     if click_ctx.invoked_subcommand:
         return
     spec = read_spec(example) if example else None  # a bad spec fails before anything starts

@@ -9,9 +9,9 @@ from gaia_cli import output
 from gaia_cli.context import pass_context
 
 
-def render_masters(doc: dict, masters) -> str:
+def render_masters(cluster: str, masters) -> str:
     if not masters:
-        return f"no master replica is registered for cluster {doc['cluster']!r}"
+        return f"no master replica is registered for cluster {cluster!r}"
     rows = [[m.id, m.address, m.epoch, "yes" if m.leader else "no", output.age(m.started_at)]
             for m in masters]
     return output.render_table(["ID", "ADDRESS", "EPOCH", "LEADER", "UP"], rows)
@@ -21,7 +21,10 @@ def render_masters(doc: dict, masters) -> str:
 @output.output_option
 @pass_context
 def masters(ctx, fmt):
-    """List the master replicas: which leads, its epoch (fencing token) and address."""
-    found = ctx.client().masters()
-    doc = {"cluster": ctx.cluster_name(), "masters": [output.to_dict(m) for m in found]}
-    output.emit(fmt, doc, lambda d: render_masters(d, found))
+    """List the master replicas and which one leads.
+
+    Read from etcd, leader first; the epoch is the leader's fencing token.
+    """
+    cluster, found = ctx.cluster_name(), ctx.client().masters()
+    doc = {"cluster": cluster, "masters": [output.to_dict(m) for m in found]}
+    output.emit(fmt, doc, lambda _: render_masters(cluster, found))

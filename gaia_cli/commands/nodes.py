@@ -43,7 +43,7 @@ def render_node(n: master_pb2.NodeStatus) -> str:
 @output.output_option
 @pass_context
 def list_nodes(ctx, fmt):
-    """List the cluster's nodes: address, liveness, containers, allocated/capacity."""
+    """List the cluster's nodes. CPU and MEMORY are allocated/capacity."""
     output.emit(fmt, ctx.call("ListNodes", master_pb2.ListNodesRequest()), render_nodes)
 
 

@@ -17,7 +17,7 @@ def render_endpoints(response: master_pb2.ResolveResponse, port: str) -> str:
 @output.output_option
 @pass_context
 def resolve(ctx, target, fmt):
-    """Where APP's running instances listen (only the named PORT when given)."""
+    """Where APP's running instances listen. With /PORT, only that port."""
     app, _, port = target.partition("/")
     if not app:
         raise click.BadParameter("expected APP or APP/PORT", param_hint="APP[/PORT]")

@@ -45,5 +45,5 @@ def render_app(status: master_pb2.AppStatus) -> str:
 @output.output_option
 @pass_context
 def status(ctx, app, fmt):
-    """Show APP: its state, its AM and every instance (node, state, address)."""
+    """Show APP and its instances. For each: node, state, address."""
     output.emit(fmt, ctx.call("GetApp", master_pb2.GetAppRequest(name=app)), render_app)

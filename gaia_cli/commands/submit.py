@@ -24,6 +24,14 @@ def read_spec(path: str):
         raise CliError(f"{path}: {e.field}: {e.problem}", EXIT_BAD_REQUEST) from None
 
 
+def submit_spec(client, spec, idempotency_key: str = None) -> master_pb2.SubmitAppResponse:
+    """Send `spec` to the leading master through `client` (a MasterClient)."""
+    # One key per invocation: MasterClient.call resends this very request through failovers,
+    # and the master answers a repeated key with the first app instead of making a second.
+    request = master_pb2.SubmitAppRequest(spec=spec, idempotency_key=idempotency_key or str(uuid.uuid4()))
+    return client.call("SubmitApp", request)
+
+
 @click.command()
 @click.argument("spec_file", metavar="FILE")
 @click.option("--idempotency-key", metavar="KEY",
@@ -31,10 +39,6 @@ def read_spec(path: str):
 @output_option
 @pass_context
 def submit(ctx, spec_file, idempotency_key, fmt):
-    """Submit the application in FILE (YAML; '-' reads stdin) and print its id."""
+    """Submit an application and print its id. FILE is YAML; '-' reads stdin."""
     spec = read_spec(spec_file)
-    # One key per invocation: MasterClient.call resends this very request through failovers,
-    # and the master answers a repeated key with the first app instead of making a second.
-    request = master_pb2.SubmitAppRequest(spec=spec, idempotency_key=idempotency_key or str(uuid.uuid4()))
-    response = ctx.call("SubmitApp", request)
-    emit(fmt, response, lambda r: r.app_id)
+    emit(fmt, submit_spec(ctx.client(), spec, idempotency_key), lambda r: r.app_id)

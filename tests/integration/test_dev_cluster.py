@@ -2,11 +2,14 @@
 import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
 
 import psutil
 import pytest
+
+from gaia_cli.procs import cgroup_dirs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -63,16 +66,16 @@ def test_dev_up_answers_and_down_leaves_nothing(gaia, cluster_name):
         assert nodes.returncode == 0, nodes.stderr
         assert [(n["info"]["node_id"], n["alive"]) for n in json.loads(nodes.stdout)["nodes"]] == [("dev-node-1", True)]
 
-        container = start_container(name, state["etcd"])
+        # A container the nodes started must not outlive `down` either. The master is killed
+        # first, so that no leader collects this container of no app before `down` runs.
+        master = next(r for r in state["processes"] if r["role"] == "master")
+        os.kill(master["pid"], signal.SIGKILL)
+        container = start_container(name, doc["masters"][0]["epoch"], json.loads(nodes.stdout)["nodes"][0])
 
         again = gaia("dev", "--detach", "--masters", "1", "--nodes", "1", "--name", name)
         assert again.returncode == 2 and "already up" in again.stderr
     finally:
-        print("BEFORE DOWN", container.is_running(), container.status())
         down = gaia("dev", "down", "--name", name)
-        print("AFTER DOWN", container.is_running(), down.stdout, down.stderr)
-        import time; time.sleep(1)
-        print("AFTER DOWN+1", container.is_running())
     assert down.returncode == 0, down.stdout + down.stderr
     assert not state_path.exists()
     left = [r for r in state["processes"] if not gone(r["pid"], r["started"])]
@@ -80,27 +83,21 @@ def test_dev_up_answers_and_down_leaves_nothing(gaia, cluster_name):
     marked = [p.pid for p in psutil.process_iter() if _env(p).get("GAIA_DEV_TOKEN") == state["token"]]
     assert marked == [], f"processes the cluster started are still running: {marked}"
     assert gone(container.pid, container.create_time()), "the container outlived `gaia dev down`"
+    assert cgroup_dirs(state["cgroup_parent"]) == [], "the cluster's cgroups are left behind"
     listed = json.loads(gaia("cluster", "list", "-o", "json").stdout)
     assert name not in listed["clusters"]
 
 
-def start_container(cluster: str, etcd_endpoint: str) -> psutil.Process:
-    """A container on the dev cluster's node, started as an AM would (the node's own API)."""
+def start_container(cluster: str, epoch: str, node: dict) -> psutil.Process:
+    """`sleep 600` on the dev cluster's node, started through the node's API as an AM would."""
     from gaia_common import rpc
-    from gaia_common.client import MasterClient
-    from gaia_common.pb import master_pb2, node_pb2, node_pb2_grpc, types_pb2
-    client = MasterClient(cluster, etcd_endpoints=[etcd_endpoint])
-    try:
-        epoch = client.masters()[0].epoch
-        [node] = client.call("ListNodes", master_pb2.ListNodesRequest()).nodes
-    finally:
-        client.close()
+    from gaia_common.pb import node_pb2, node_pb2_grpc, types_pb2
     spec = types_pb2.ContainerSpec(container_id="sleeper.0.1", app_id="sleeper", app_name="sleeper",
                                    instance_id="0", driver="process", command=["sleep", "600"], cluster=cluster)
-    channel = rpc.channel(node.info.address)
+    channel = rpc.channel(node["info"]["address"])
     try:
         status = node_pb2_grpc.NodeStub(channel).StartContainer(
-            node_pb2.StartContainerRequest(epoch=epoch, spec=spec), timeout=30)
+            node_pb2.StartContainerRequest(epoch=int(epoch), spec=spec), timeout=30)
     finally:
         channel.close()
     assert status.state == types_pb2.CONTAINER_STATE_RUNNING and status.pid

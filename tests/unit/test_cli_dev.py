@@ -1,6 +1,7 @@
 """gaia dev / gaia dev down, without daemons: what is recorded is stopped, and nothing else."""
 import json
 import os
+import signal
 import subprocess
 import time
 
@@ -128,3 +129,14 @@ def test_cgroup_processes_in_every_hierarchy(tmp_path, spawned):
     (tmp_path / "cpu" / "gaia-y" / "cgroup.procs").write_text(f"{os.getpid()}\n")
     found = {p.pid for p in procs.cgroup_processes("gaia-x", root=tmp_path)}
     assert found == {a.pid, b.pid}
+
+
+def test_stop_signals_each_process_once(spawned, monkeypatch):
+    """A daemon found twice (its own record, and as a marked process) gets one SIGTERM, not two:
+    a second one can land inside the daemon's own signal handler."""
+    proc = spawned("exec sleep 600")
+    sent = []
+    real = procs.signal_all
+    monkeypatch.setattr(procs, "signal_all", lambda ps, sig: (sent.extend((p.pid, sig) for p in ps), real(ps, sig)))
+    assert procs.stop([psutil.Process(proc.pid), psutil.Process(proc.pid)], grace=2) == []
+    assert sent == [(proc.pid, signal.SIGTERM)]
