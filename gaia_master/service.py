@@ -126,17 +126,20 @@ class MasterService(master_pb2_grpc.MasterServicer):
             raise spec_mod.SpecError("count", f"must be between 1 and {MAX_REQUEST_COUNT}")
         shape = request.resources.request
         with self.m.table.lock:  # placement and commit see the same free capacity
-            placement = self.m.scheduler.place([shape] * request.count,
-                                               snapshot.free_nodes(self.m.node_view, self.m.table),
-                                               gang=request.gang)
+            nodes = snapshot.free_nodes(self.m.node_view, self.m.table, record.spec.driver)
+            placement = self.m.scheduler.place([shape] * request.count, nodes, gang=request.gang)
             first = record.next_instance
             grants = []
             for offset, node_id in enumerate(placement.node_ids):
                 node = self.m.node_view.node(node_id)
                 grants.append(types_pb2.Allocation(app_id=record.app_id, instance_id=str(first + offset),
                                                    node_id=node_id, node_address=node.address, request=shape))
+            # the app's message says why it waits (or that it no longer does): `gaia status` shows it
+            message = f"waiting for {record.spec.driver} capacity: {placement.reason}" if placement.reason else ""
             if grants:
-                self.m.table.allocate(record, grants, {"next_instance": first + len(grants)})
+                self.m.table.allocate(record, grants, {"next_instance": first + len(grants), "message": message})
+            elif message != record.message:
+                self.m.table.update(record, message=message)
         return master_pb2.Grants(allocations=grants, message=placement.reason)
 
     @leader_only

@@ -24,6 +24,6 @@ class FirstFit:
 def _explain(request, free: dict, missing: int, asked: int) -> str:
     """Which dimensions ran out, judged on what was left after this placement's own picks."""
     if not free:
-        return "no live nodes"
+        return "no live node offers this driver"
     short = sorted({d for left in free.values() for d in resources.shortfall(request, left)})
     return f"{missing} of {asked} containers do not fit on any of {len(free)} nodes (short of {', '.join(short)})"

@@ -113,3 +113,17 @@ def test_failed_instance_is_restarted_up_to_retry_times(cluster, tmp_path):
     # 1 run + retry_times restarts, and the reason names the exit code
     assert "instance 0 failed 3 times (exit 3)" in status["app"]["message"]
     assert status["instances"] == []  # a finished app holds no allocations
+
+
+@pytest.mark.parametrize("name, extra, reason", [
+    ("boxed", "driver: docker\nimage: busybox\n", "waiting for docker capacity: no live node offers this driver"),
+    ("huge", "command: ['true']\nresources: {request: {memory: 60Ti}}\n", "short of memory_bytes"),
+])
+def test_pending_app_says_why(cluster, tmp_path, name, extra, reason):
+    spec = tmp_path / f"{name}.yaml"
+    spec.write_text(f"name: {name}\ninstances: 2\n{extra}")
+    cluster.cli("submit", str(spec))
+    status = wait_for(lambda: (lambda s: s if reason in s["app"]["message"] else None)(
+        cluster.cli_json("status", name)), 30, what=f"the reason {reason!r}")
+    assert status["instances"] == []
+    assert reason in cluster.cli("status", name).stdout  # the table shows it too

@@ -32,7 +32,7 @@ def test_gang_is_all_or_nothing():
 
 def test_no_nodes():
     placement = FirstFit().place([req(1, 1)], [])
-    assert placement.reason == "no live nodes"
+    assert placement.reason == "no live node offers this driver"
 
 
 def test_every_dimension_counts():
