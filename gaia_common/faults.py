@@ -4,6 +4,7 @@ Actions: `sigstop` (the process stops itself, as if paused by the OS), `exit` (d
 `@n` fires only at the n-th time the point is reached (1-based); without it, every time.
 Points cost one dict lookup when no fault is armed.
 """
+import logging
 import os
 import signal
 import threading
@@ -33,7 +34,11 @@ def point(name: str):
         count = _counts[name]
     if nth and count != nth:
         return
+    logging.getLogger(__name__).warning("fault %s fired: %s (#%d)", name, action, count)
     if action == "sigstop":
-        os.kill(os.getpid(), signal.SIGSTOP)
+        # Aimed at this thread, so that it is the one that stops on its way out of the call:
+        # a process-wide SIGSTOP may let this thread run on into the write before it lands.
+        signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
+        logging.getLogger(__name__).warning("fault %s: resumed", name)
     elif action == "exit":
         os._exit(99)

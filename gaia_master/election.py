@@ -89,16 +89,19 @@ class Election:
 
     def _keepalive_loop(self):
         while not self._stop.wait(self.ttl / 4):
-            if self.lease is None:
+            lease = self.lease  # the campaign thread may replace it meanwhile
+            if lease is None:
                 continue
             sent = time.monotonic()
             try:
-                ttl = next(iter(self.etcd.refresh_lease(self.lease.id))).TTL
+                ttl = next(iter(self.etcd.refresh_lease(lease.id))).TTL
             except Exception as e:  # unreachable etcd: our deadline simply is not extended
                 log.warning("lease keepalive failed: %s", e)
                 continue
+            if lease is not self.lease:
+                continue  # an answer about a lease we already gave up
             if ttl <= 0:
-                log.warning("lease %x expired", self.lease.id)
+                log.warning("lease %x expired", lease.id)
                 self._step_down("lease expired")
                 self.lease = None
                 self._changed.set()

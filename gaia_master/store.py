@@ -31,8 +31,12 @@ class FencedStore:
         key, epoch = self.election.key, self.election.epoch
         faults.point("leader.write")  # tests pause here: mid write path, lease already checked
         tx = self.etcd.transactions
-        ok, _ = self.etcd.transaction(compare=[tx.create(key) == epoch, *extra_compare],
-                                      success=ops, failure=[])
+        try:
+            ok, _ = self.etcd.transaction(compare=[tx.create(key) == epoch, *extra_compare],
+                                          success=ops, failure=[])
+        except Exception as e:  # unknown outcome; the caller treats it as not written
+            log.error("fenced write by epoch %d failed: %s: %s", epoch, type(e).__name__, e)
+            raise
         if not ok:
             log.error("fenced write refused: epoch %d no longer leads", epoch)
             raise NotLeader(f"fenced write refused for epoch {epoch}")

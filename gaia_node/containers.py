@@ -16,6 +16,7 @@ from gaia_common.pb import types_pb2
 from gaia_node import state
 from gaia_node.drivers.base import StartFailed, TaskStatus
 from gaia_node.environment import build_env
+from gaia_node.hooks import HookRunner, TaskContext
 from gaia_node.validation import validate_container_spec
 
 log = logging.getLogger("gaia.node.containers")
@@ -38,6 +39,9 @@ class Container:
     handle: object = None
     stop_requested: bool = False
     saved_handle: dict = None     # the driver's handle state read back at recovery
+    hook_state: dict = dataclasses.field(default_factory=dict)   # persisted for the hooks
+    platform_reason: str = ""     # set when the node itself ends it (eviction)
+    hooks_done: bool = False      # poststop ran
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
 
@@ -48,7 +52,9 @@ def copy(status: types_pb2.ContainerStatus) -> types_pb2.ContainerStatus:
 
 
 class Containers:
-    def __init__(self, *, dirs, drivers: dict, ports, publisher, node_id: str, host_ip: str, cluster: str):
+    def __init__(self, *, dirs, drivers: dict, ports, publisher, node_id: str, host_ip: str, cluster: str,
+                 hooks: HookRunner = None):
+        self.hooks = hooks or HookRunner([])
         self.dirs = dirs
         self.drivers = drivers
         self.ports = ports
@@ -63,6 +69,18 @@ class Containers:
         with self._lock:
             items = list(self._items.values())
         return [copy(c.status) for c in items]
+
+    def running(self) -> list:
+        """(spec, status) of every running container, for the node's resource managers."""
+        with self._lock:
+            items = list(self._items.values())
+        return [(c.spec, copy(c.status)) for c in items if c.status.state == S.CONTAINER_STATE_RUNNING]
+
+    def _context(self, container: Container, env: dict = None) -> TaskContext:
+        return TaskContext(spec=container.spec, status=container.status,
+                           directory=self.dirs.path(container.spec.container_id),
+                           host_ports=dict(container.status.host_ports), env=env or {},
+                           pid=container.status.pid, state=container.hook_state)
 
     def _get(self, container_id: str) -> Container:
         with self._lock:
@@ -105,15 +123,40 @@ class Containers:
         env = build_env(spec, cluster=self.cluster, node_id=self.node_id, host_ip=self.host_ip,
                         host_ports=host_ports)
         self.dirs.create(spec.container_id)
+        ctx = self._context(container, env)
+        self.hooks.prestart(ctx)  # raises (after undoing itself) when a hook refuses the spec
         self._save(container)  # before the process exists: a restart then still knows of it
         try:
-            container.handle = driver.start(spec, env, host_ports)
+            container.handle = driver.start(spec, ctx.env, host_ports, netns=ctx.netns)
         except (StartFailed, OSError) as e:
             log.warning("container %s could not start: %s", spec.container_id, e)
             self._finish(container, TaskStatus(running=False, exit_code=START_FAILED,
                                                finished_at=time.time(), message=str(e)))
             return
-        self._observe(container, driver.status(container.handle), force=True)
+        task = driver.status(container.handle)
+        if task.running:
+            ctx.pid = task.pid
+            try:
+                self.hooks.poststart(ctx)
+            except Exception as e:  # e.g. its network could not be wired: it must not run half set up
+                log.warning("container %s: post-start setup failed: %s", spec.container_id, e)
+                container.platform_reason = f"setup failed: {e}"
+                task = driver.stop(container.handle, 1.0)
+        self._observe(container, task, force=True)
+
+    # ---- eviction (the node's own decision) ----
+
+    def evict(self, container_id: str, reason: str, grace: float = 0.0) -> types_pb2.ContainerStatus:
+        """End a container for the node's sake (memory reclaim, disk pressure): FAILED with
+        `platform_reason`, which the AM retries without charging the user's retry_times."""
+        container = self._get(container_id)
+        with container.lock:
+            if container.status.state not in TERMINAL and container.handle is not None:
+                container.platform_reason = reason
+                self._save(container)
+                driver = self.drivers[container.spec.driver]
+                self._observe(container, driver.stop(container.handle, grace))
+            return copy(container.status)
 
     # ---- stop ----
 
@@ -171,7 +214,10 @@ class Containers:
 
     def _finish(self, container: Container, task: TaskStatus):
         status = container.status
-        if container.stop_requested:
+        if container.platform_reason:
+            status.state = S.CONTAINER_STATE_FAILED
+            status.platform_reason = container.platform_reason
+        elif container.stop_requested:
             status.state = S.CONTAINER_STATE_STOPPED
         elif task.lost:
             status.state = S.CONTAINER_STATE_LOST
@@ -183,6 +229,9 @@ class Containers:
         status.started_at = task.started_at or status.started_at
         status.exit_code, status.finished_at, status.message = task.exit_code, task.finished_at, task.message
         self.ports.release(container.spec.container_id)
+        if not container.hooks_done:
+            container.hooks_done = True
+            self.hooks.poststop(self._context(container))
         if container.handle is not None:
             self.drivers[container.spec.driver].release(container.handle)
         self._save(container)
@@ -197,7 +246,8 @@ class Containers:
         doc = {"spec": json_format.MessageToDict(container.spec, preserving_proto_field_name=True),
                "status": json_format.MessageToDict(container.status, preserving_proto_field_name=True),
                "handle": driver.handle_state(container.handle) if container.handle is not None and driver else None,
-               "stop_requested": container.stop_requested}
+               "stop_requested": container.stop_requested, "hooks": container.hook_state,
+               "platform_reason": container.platform_reason, "hooks_done": container.hooks_done}
         state.write_json_atomic(self.dirs.path(container.spec.container_id, state.RECORD), doc)
 
     def recover(self) -> int:
@@ -221,7 +271,9 @@ class Containers:
             return None
         container = Container(spec=json_format.ParseDict(doc["spec"], types_pb2.ContainerSpec()),
                               status=json_format.ParseDict(doc["status"], types_pb2.ContainerStatus()),
-                              stop_requested=bool(doc.get("stop_requested")))
+                              stop_requested=bool(doc.get("stop_requested")),
+                              hook_state=doc.get("hooks") or {}, platform_reason=doc.get("platform_reason", ""),
+                              hooks_done=bool(doc.get("hooks_done")))
         container.status.node_id = self.node_id
         container.saved_handle = doc.get("handle") or {"container_id": cid}
         return container
@@ -239,4 +291,9 @@ class Containers:
             return
         container.handle = handle
         self.ports.hold(container.spec.container_id, dict(container.status.host_ports))
-        self._observe(container, driver.status(handle), force=True)
+        task = driver.status(handle)
+        if task.running:
+            ctx = self._context(container)
+            ctx.pid = task.pid
+            self.hooks.recover(ctx)
+        self._observe(container, task, force=True)

@@ -104,16 +104,34 @@ class AppStatus(_message.Message):
     def __init__(self, app: _Optional[_Union[_types_pb2.AppRecord, _Mapping]] = ..., instances: _Optional[_Iterable[_Union[InstanceView, _Mapping]]] = ..., am: _Optional[_Union[InstanceView, _Mapping]] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("info", "allocated", "containers", "alive")
+    __slots__ = ("info", "allocated", "containers", "alive", "used", "running", "events")
     INFO_FIELD_NUMBER: _ClassVar[int]
     ALLOCATED_FIELD_NUMBER: _ClassVar[int]
     CONTAINERS_FIELD_NUMBER: _ClassVar[int]
     ALIVE_FIELD_NUMBER: _ClassVar[int]
+    USED_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
     info: _types_pb2.NodeInfo
     allocated: _types_pb2.Resources
     containers: int
     alive: bool
-    def __init__(self, info: _Optional[_Union[_types_pb2.NodeInfo, _Mapping]] = ..., allocated: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., containers: _Optional[int] = ..., alive: _Optional[bool] = ...) -> None: ...
+    used: _types_pb2.Resources
+    running: _containers.RepeatedCompositeFieldContainer[_types_pb2.ContainerStatus]
+    events: _containers.RepeatedCompositeFieldContainer[_types_pb2.NodeEvent]
+    def __init__(self, info: _Optional[_Union[_types_pb2.NodeInfo, _Mapping]] = ..., allocated: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., containers: _Optional[int] = ..., alive: _Optional[bool] = ..., used: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., running: _Optional[_Iterable[_Union[_types_pb2.ContainerStatus, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[_types_pb2.NodeEvent, _Mapping]]] = ...) -> None: ...
+
+class AppLogsRequest(_message.Message):
+    __slots__ = ("app", "instance_id", "follow", "tail_bytes")
+    APP_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    TAIL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    instance_id: str
+    follow: bool
+    tail_bytes: int
+    def __init__(self, app: _Optional[str] = ..., instance_id: _Optional[str] = ..., follow: _Optional[bool] = ..., tail_bytes: _Optional[int] = ...) -> None: ...
 
 class RegisterAMRequest(_message.Message):
     __slots__ = ("app_id", "attempt")

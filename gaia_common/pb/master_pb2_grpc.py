@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from . import master_pb2 as master__pb2
+from . import types_pb2 as types__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -73,6 +74,11 @@ class MasterStub:
                 '/gaia.v1.Master/Resolve',
                 request_serializer=master__pb2.ResolveRequest.SerializeToString,
                 response_deserializer=master__pb2.ResolveResponse.FromString,
+                _registered_method=True)
+        self.Logs = channel.unary_stream(
+                '/gaia.v1.Master/Logs',
+                request_serializer=master__pb2.AppLogsRequest.SerializeToString,
+                response_deserializer=types__pb2.LogChunk.FromString,
                 _registered_method=True)
         self.RegisterAM = channel.unary_unary(
                 '/gaia.v1.Master/RegisterAM',
@@ -148,6 +154,12 @@ class MasterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Logs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RegisterAM(self, request, context):
         """ApplicationMasters
         """
@@ -215,6 +227,11 @@ def add_MasterServicer_to_server(servicer, server):
                     servicer.Resolve,
                     request_deserializer=master__pb2.ResolveRequest.FromString,
                     response_serializer=master__pb2.ResolveResponse.SerializeToString,
+            ),
+            'Logs': grpc.unary_stream_rpc_method_handler(
+                    servicer.Logs,
+                    request_deserializer=master__pb2.AppLogsRequest.FromString,
+                    response_serializer=types__pb2.LogChunk.SerializeToString,
             ),
             'RegisterAM': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterAM,
@@ -453,6 +470,33 @@ class Master:
             '/gaia.v1.Master/Resolve',
             master__pb2.ResolveRequest.SerializeToString,
             master__pb2.ResolveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Logs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/gaia.v1.Master/Logs',
+            master__pb2.AppLogsRequest.SerializeToString,
+            types__pb2.LogChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -32,13 +32,29 @@ class NodeStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeReport(_message.Message):
-    __slots__ = ("info", "containers", "known_epoch", "refused_commands")
+    __slots__ = ("info", "containers", "known_epoch", "refused_commands", "used", "allocated", "events")
     INFO_FIELD_NUMBER: _ClassVar[int]
     CONTAINERS_FIELD_NUMBER: _ClassVar[int]
     KNOWN_EPOCH_FIELD_NUMBER: _ClassVar[int]
     REFUSED_COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    USED_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATED_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
     info: _types_pb2.NodeInfo
     containers: _containers.RepeatedCompositeFieldContainer[_types_pb2.ContainerStatus]
     known_epoch: int
     refused_commands: int
-    def __init__(self, info: _Optional[_Union[_types_pb2.NodeInfo, _Mapping]] = ..., containers: _Optional[_Iterable[_Union[_types_pb2.ContainerStatus, _Mapping]]] = ..., known_epoch: _Optional[int] = ..., refused_commands: _Optional[int] = ...) -> None: ...
+    used: _types_pb2.Resources
+    allocated: _types_pb2.Resources
+    events: _containers.RepeatedCompositeFieldContainer[_types_pb2.NodeEvent]
+    def __init__(self, info: _Optional[_Union[_types_pb2.NodeInfo, _Mapping]] = ..., containers: _Optional[_Iterable[_Union[_types_pb2.ContainerStatus, _Mapping]]] = ..., known_epoch: _Optional[int] = ..., refused_commands: _Optional[int] = ..., used: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., allocated: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., events: _Optional[_Iterable[_Union[_types_pb2.NodeEvent, _Mapping]]] = ...) -> None: ...
+
+class LogsRequest(_message.Message):
+    __slots__ = ("container_id", "follow", "tail_bytes")
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    TAIL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    container_id: str
+    follow: bool
+    tail_bytes: int
+    def __init__(self, container_id: _Optional[str] = ..., follow: _Optional[bool] = ..., tail_bytes: _Optional[int] = ...) -> None: ...

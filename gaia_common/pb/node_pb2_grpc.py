@@ -50,6 +50,11 @@ class NodeStub:
                 request_serializer=node__pb2.NodeStatusRequest.SerializeToString,
                 response_deserializer=node__pb2.NodeReport.FromString,
                 _registered_method=True)
+        self.Logs = channel.unary_stream(
+                '/gaia.v1.Node/Logs',
+                request_serializer=node__pb2.LogsRequest.SerializeToString,
+                response_deserializer=types__pb2.LogChunk.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -73,6 +78,13 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Logs(self, request, context):
+        """A container's stdout/stderr; reading needs no epoch (it changes nothing).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -90,6 +102,11 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=node__pb2.NodeStatusRequest.FromString,
                     response_serializer=node__pb2.NodeReport.SerializeToString,
+            ),
+            'Logs': grpc.unary_stream_rpc_method_handler(
+                    servicer.Logs,
+                    request_deserializer=node__pb2.LogsRequest.FromString,
+                    response_serializer=types__pb2.LogChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -173,6 +190,33 @@ class Node:
             '/gaia.v1.Node/Status',
             node__pb2.NodeStatusRequest.SerializeToString,
             node__pb2.NodeReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Logs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/gaia.v1.Node/Logs',
+            node__pb2.LogsRequest.SerializeToString,
+            types__pb2.LogChunk.FromString,
             options,
             channel_credentials,
             insecure,

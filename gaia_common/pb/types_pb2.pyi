@@ -170,7 +170,7 @@ class Allocation(_message.Message):
     def __init__(self, app_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., node_id: _Optional[str] = ..., node_address: _Optional[str] = ..., request: _Optional[_Union[Resources, _Mapping]] = ..., is_am: _Optional[bool] = ..., epoch: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class ContainerSpec(_message.Message):
-    __slots__ = ("container_id", "app_id", "app_name", "instance_id", "driver", "command", "image", "env", "resources", "ports", "host_network", "workdir", "cluster", "is_am")
+    __slots__ = ("container_id", "app_id", "app_name", "instance_id", "driver", "command", "image", "env", "resources", "ports", "host_network", "workdir", "cluster", "is_am", "priority", "namespaces")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -192,6 +192,8 @@ class ContainerSpec(_message.Message):
     WORKDIR_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     IS_AM_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACES_FIELD_NUMBER: _ClassVar[int]
     container_id: str
     app_id: str
     app_name: str
@@ -206,10 +208,12 @@ class ContainerSpec(_message.Message):
     workdir: str
     cluster: str
     is_am: bool
-    def __init__(self, container_id: _Optional[str] = ..., app_id: _Optional[str] = ..., app_name: _Optional[str] = ..., instance_id: _Optional[str] = ..., driver: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., host_network: _Optional[bool] = ..., workdir: _Optional[str] = ..., cluster: _Optional[str] = ..., is_am: _Optional[bool] = ...) -> None: ...
+    priority: int
+    namespaces: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, container_id: _Optional[str] = ..., app_id: _Optional[str] = ..., app_name: _Optional[str] = ..., instance_id: _Optional[str] = ..., driver: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., host_network: _Optional[bool] = ..., workdir: _Optional[str] = ..., cluster: _Optional[str] = ..., is_am: _Optional[bool] = ..., priority: _Optional[int] = ..., namespaces: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ContainerStatus(_message.Message):
-    __slots__ = ("container_id", "app_id", "instance_id", "node_id", "state", "pid", "started_at", "exit_code", "host_ip", "host_ports", "message", "finished_at", "app_name")
+    __slots__ = ("container_id", "app_id", "instance_id", "node_id", "state", "pid", "started_at", "exit_code", "host_ip", "host_ports", "message", "finished_at", "app_name", "platform_reason", "usage", "container_ip")
     class HostPortsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -230,6 +234,9 @@ class ContainerStatus(_message.Message):
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     APP_NAME_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_REASON_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_IP_FIELD_NUMBER: _ClassVar[int]
     container_id: str
     app_id: str
     instance_id: str
@@ -243,7 +250,32 @@ class ContainerStatus(_message.Message):
     message: str
     finished_at: float
     app_name: str
-    def __init__(self, container_id: _Optional[str] = ..., app_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., node_id: _Optional[str] = ..., state: _Optional[_Union[ContainerState, str]] = ..., pid: _Optional[int] = ..., started_at: _Optional[float] = ..., exit_code: _Optional[int] = ..., host_ip: _Optional[str] = ..., host_ports: _Optional[_Mapping[str, int]] = ..., message: _Optional[str] = ..., finished_at: _Optional[float] = ..., app_name: _Optional[str] = ...) -> None: ...
+    platform_reason: str
+    usage: Resources
+    container_ip: str
+    def __init__(self, container_id: _Optional[str] = ..., app_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., node_id: _Optional[str] = ..., state: _Optional[_Union[ContainerState, str]] = ..., pid: _Optional[int] = ..., started_at: _Optional[float] = ..., exit_code: _Optional[int] = ..., host_ip: _Optional[str] = ..., host_ports: _Optional[_Mapping[str, int]] = ..., message: _Optional[str] = ..., finished_at: _Optional[float] = ..., app_name: _Optional[str] = ..., platform_reason: _Optional[str] = ..., usage: _Optional[_Union[Resources, _Mapping]] = ..., container_ip: _Optional[str] = ...) -> None: ...
+
+class NodeEvent(_message.Message):
+    __slots__ = ("at", "kind", "container_id", "message")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    at: float
+    kind: str
+    container_id: str
+    message: str
+    def __init__(self, at: _Optional[float] = ..., kind: _Optional[str] = ..., container_id: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class LogChunk(_message.Message):
+    __slots__ = ("stream", "data", "container_id")
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    stream: str
+    data: bytes
+    container_id: str
+    def __init__(self, stream: _Optional[str] = ..., data: _Optional[bytes] = ..., container_id: _Optional[str] = ...) -> None: ...
 
 class ServiceEndpoint(_message.Message):
     __slots__ = ("app", "instance_id", "host", "ports", "node_id", "container_id")
@@ -269,7 +301,7 @@ class ServiceEndpoint(_message.Message):
     def __init__(self, app: _Optional[str] = ..., instance_id: _Optional[str] = ..., host: _Optional[str] = ..., ports: _Optional[_Mapping[str, int]] = ..., node_id: _Optional[str] = ..., container_id: _Optional[str] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("node_id", "address", "host_ip", "capacity", "labels", "registered_at", "version", "drivers")
+    __slots__ = ("node_id", "address", "host_ip", "capacity", "labels", "registered_at", "version", "drivers", "gpu_sharing")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -285,6 +317,7 @@ class NodeInfo(_message.Message):
     REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DRIVERS_FIELD_NUMBER: _ClassVar[int]
+    GPU_SHARING_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     address: str
     host_ip: str
@@ -293,7 +326,8 @@ class NodeInfo(_message.Message):
     registered_at: float
     version: str
     drivers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., host_ip: _Optional[str] = ..., capacity: _Optional[_Union[Resources, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., registered_at: _Optional[float] = ..., version: _Optional[str] = ..., drivers: _Optional[_Iterable[str]] = ...) -> None: ...
+    gpu_sharing: bool
+    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., host_ip: _Optional[str] = ..., capacity: _Optional[_Union[Resources, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., registered_at: _Optional[float] = ..., version: _Optional[str] = ..., drivers: _Optional[_Iterable[str]] = ..., gpu_sharing: _Optional[bool] = ...) -> None: ...
 
 class MasterInfo(_message.Message):
     __slots__ = ("id", "address", "started_at", "epoch", "leader")

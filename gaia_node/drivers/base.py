@@ -44,8 +44,9 @@ class Driver(Protocol):
     def validate(self, spec: types_pb2.ContainerSpec) -> None:
         """Raise gaia_common.spec.SpecError naming the field this driver cannot honour."""
 
-    def start(self, spec: types_pb2.ContainerSpec, env: dict, host_ports: dict) -> object:
-        """Start the task; return its handle. `$VAR` in the command expands from `env`."""
+    def start(self, spec: types_pb2.ContainerSpec, env: dict, host_ports: dict, netns: str = "") -> object:
+        """Start the task; return its handle. `$VAR` in the command expands from `env`.
+        `netns`: the path of a network namespace the task must run in ("" = the driver's default)."""
 
     def stop(self, handle, grace: float) -> TaskStatus:
         """SIGTERM, then SIGKILL after `grace` seconds; return once the task is gone."""

@@ -53,12 +53,12 @@ class ProcessDriver:
 
     # ---- start ----
 
-    def start(self, spec, env: dict, host_ports: dict) -> ProcessHandle:
+    def start(self, spec, env: dict, host_ports: dict, netns: str = "") -> ProcessHandle:
         directory = self.dirs.create(spec.container_id)
         cwd = os.path.join(directory, spec.workdir or state.WORKDIR)  # an absolute workdir wins
         os.makedirs(cwd, exist_ok=True)
         launch = {"command": expand_args(spec.command, env), "env": env, "cwd": cwd,
-                  "cgroup_procs": self._make_cgroups(spec)}
+                  "cgroup_procs": self._make_cgroups(spec), "netns": netns}
         state.write_json_atomic(os.path.join(directory, state.LAUNCH), launch)
         handle = ProcessHandle(spec.container_id)
         try:

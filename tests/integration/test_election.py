@@ -77,3 +77,15 @@ def test_leader_stops_acting_when_lease_cannot_be_proven(etcd, elections):
     a._stop.set()  # keepalives stop, as when etcd becomes unreachable
     wait_for(lambda: not a.is_leader(), 3, interval=0.02, what="a to stop acting")
     assert a.epoch  # etcd may not have revoked it yet: it is the proof that ran out
+
+
+def test_new_lease_is_kept_alive_after_losing_the_old_one(etcd, elections):
+    a = elections("a")
+    wait_for(a.is_leader, 10, what="a to lead")
+    first_lease = a.lease.id
+    etcd.revoke_lease(first_lease)  # as if etcd expired it during a pause
+    wait_for(lambda: a.lease is not None and a.lease.id != first_lease and a.is_leader(), 10,
+             what="a to lead again on a new lease")
+    time.sleep(a.ttl * 2.5)  # the new lease must be refreshed, not expire after one TTL
+    assert a.is_leader()
+    assert etcd.get(a.key)[0] is not None

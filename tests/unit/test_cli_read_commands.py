@@ -11,7 +11,7 @@ from tests.unit.cli_fakes import fake_master  # noqa: F401  (fixture)
 APP_STATUS_KEYS = {"app", "instances", "am", "epoch"}
 APP_RECORD_KEYS = {"app_id", "spec", "state", "message", "am_attempt", "created_unix_ms", "epoch",
                    "idempotency_key", "next_instance"}
-NODE_STATUS_KEYS = {"info", "allocated", "containers", "alive"}
+NODE_STATUS_KEYS = {"info", "allocated", "containers", "alive", "running", "events"}
 
 
 def app_status(name="hello", instances=2) -> master_pb2.AppStatus:

@@ -28,7 +28,7 @@ class FakeDriver:
         if spec.image:
             raise SpecError("spec.image", "no")
 
-    def start(self, spec, env, host_ports):
+    def start(self, spec, env, host_ports, netns=""):
         if self.fail_start:
             raise StartFailed(self.fail_start)
         self.tasks[spec.container_id] = TaskStatus(running=True, pid=100 + len(self.tasks), started_at=1.5)
