@@ -36,6 +36,14 @@ class NodeClient:
                 raise
             return None
 
+    def report(self, address: str, timeout: float = 3.0):
+        """The node's own Status (live use, events), or None when it does not answer in time."""
+        try:
+            return self._stub(address).Status(node_pb2.NodeStatusRequest(), timeout=timeout)
+        except grpc.RpcError as e:
+            log.warning("node %s did not report: %s", address, e.details())
+            return None
+
     def close(self):
         for ch in self._channels.values():
             ch.close()

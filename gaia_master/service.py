@@ -94,7 +94,13 @@ class MasterService(master_pb2_grpc.MasterServicer):
         info = self.m.node_view.node(request.node_id)
         if info is None:
             raise Conflict("not_found", f"no live node named {request.node_id!r}")
-        return self._node_status(info)
+        status = self._node_status(info)
+        report = self.m.nodes.report(info.address)  # live use is asked of the node, not stored
+        if report is not None:
+            status.used.CopyFrom(report.used)
+            status.running.extend(s for s in report.containers if s.state == types_pb2.CONTAINER_STATE_RUNNING)
+            status.events.extend(report.events)
+        return status
 
     @leader_only
     def Resolve(self, request, context):

@@ -16,6 +16,9 @@ from gaia_common.pb import node_pb2_grpc
 from gaia_node import capacity, cgroups, drivers
 from gaia_node.containers import Containers
 from gaia_node.epoch import EpochGuard
+from gaia_node.events import EventLog
+from gaia_node.hooks import HookRunner
+from gaia_node.hooks.registry import NodeParts, build_hooks, build_managers, build_usage
 from gaia_node.ports import PortAllocator
 from gaia_node.publish import Publisher
 from gaia_node.registration import ETCD_ERRORS, Registration
@@ -62,15 +65,22 @@ class NodeManager:
         self.info = capacity.node_info(cfg, self.node_id, self.address, self.drivers)
         self.registration = Registration(self.etcd, cfg.lease_ttl)
         self.registration.set(self.keys.node(self.node_id), self.info.SerializeToString())
+        self.events = EventLog()
+        parts = NodeParts(cfg=cfg, cgroups=self.cgroups, containers=None, events=self.events)
         self.containers = Containers(dirs=dirs, drivers=self.drivers, ports=PortAllocator(*cfg.port_range),
                                      publisher=Publisher(self.registration, self.keys),
-                                     node_id=self.node_id, host_ip=cfg.host_ip, cluster=cfg.cluster)
+                                     node_id=self.node_id, host_ip=cfg.host_ip, cluster=cfg.cluster,
+                                     hooks=HookRunner(build_hooks(parts)))
+        parts.containers = self.containers
+        self.meters = build_usage(parts)
         running = self.containers.recover()
         self.epoch = EpochGuard(lambda: current_epoch(self.etcd, self.keys), errors=ETCD_ERRORS)
         self.registration.start()
         self.epoch.refresh()
         self._every(EPOCH_POLL, self.epoch.refresh, "gaia-node-epoch")
         self._every(STATUS_POLL, self.containers.poll, "gaia-node-status")
+        for name, interval, work in build_managers(parts):
+            self._every(interval, work, f"gaia-node-{name}")
         node_pb2_grpc.add_NodeServicer_to_server(NodeService(self), self.server)
         self.server.start()
         log.info("node %s serving on %s (cluster %s, %d containers re-adopted)",

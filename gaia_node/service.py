@@ -3,7 +3,9 @@ import contextlib
 
 import grpc
 
-from gaia_common.pb import node_pb2, node_pb2_grpc
+from gaia_common import resources
+from gaia_common.pb import node_pb2, node_pb2_grpc, types_pb2
+from gaia_node import usage
 from gaia_common.spec import SpecError
 from gaia_node.containers import NotFound
 from gaia_node.epoch import StaleEpoch
@@ -39,6 +41,16 @@ class NodeService(node_pb2_grpc.NodeServicer):
             return self.manager.containers.stop(request.container_id, request.grace_seconds, request.remove)
 
     def Status(self, request, context):
-        return node_pb2.NodeReport(info=self.manager.info, containers=self.manager.containers.statuses(),
-                                   known_epoch=self.manager.epoch.known_epoch,
-                                   refused_commands=self.manager.epoch.refused_commands)
+        containers = self.manager.containers.statuses()
+        running = [s for s in containers if s.state == types_pb2.CONTAINER_STATE_RUNNING]
+        specs = {spec.container_id: spec for spec, _ in self.manager.containers.running()}
+        for status in running:
+            if status.container_id in specs:
+                status.usage.CopyFrom(usage.measure(self.manager.meters, specs[status.container_id], status))
+        return node_pb2.NodeReport(
+            info=self.manager.info, containers=containers, known_epoch=self.manager.epoch.known_epoch,
+            refused_commands=self.manager.epoch.refused_commands,
+            used=resources.total(s.usage for s in running),
+            allocated=resources.total(specs[s.container_id].resources.request for s in running
+                                      if s.container_id in specs),
+            events=self.manager.events.recent())

@@ -89,6 +89,7 @@ def test_nodes_and_masters_json(cluster):
     assert int(node["info"]["capacity"]["cpu_millis"]) > 0
     shown = cluster.cli_json("node", "show", node["info"]["node_id"])
     assert shown["info"]["address"] == node["info"]["address"]
+    assert "used" in shown and shown["running"] == [] and isinstance(shown["events"], list)
 
     masters = cluster.cli_json("masters")
     assert len(masters["masters"]) == 1
