@@ -28,6 +28,11 @@ class ApplicationMaster:
         self.interval = interval
         self.nodes = Nodes()
         self._asked = {}    # container_id -> monotonic time we asked a node to start it
+        # User failures charged to retry_times per instance. Platform faults (evictions, lost
+        # nodes: status.platform_reason set) are retried but never charged. An AM that starts
+        # over cannot tell past causes apart and starts from the number of restarts so far.
+        self._charged = {}
+        self._counted = set()  # container ids whose end is already counted
 
     def run(self):
         status = self.client.call("RegisterAM", master_pb2.RegisterAMRequest(app_id=self.app_id, attempt=self.attempt))
@@ -64,15 +69,26 @@ class ApplicationMaster:
             return
         if st.state == types_pb2.CONTAINER_STATE_EXITED and status.app.spec.kind == types_pb2.APP_KIND_BATCH:
             return  # done
-        restarts = counter_of(st.container_id)
-        if st.state == types_pb2.CONTAINER_STATE_FAILED and restarts >= status.app.spec.retry_times:
+        charged = self._charge(alloc.instance_id, st)
+        if charged > status.app.spec.retry_times:
             if status.app.spec.kind == types_pb2.APP_KIND_BATCH:
                 self._report(types_pb2.APP_STATE_FAILED,
-                             f"instance {alloc.instance_id} failed {restarts + 1} times (exit {st.exit_code})")
+                             f"instance {alloc.instance_id} failed {charged} times (exit {st.exit_code})")
             return  # a service instance out of retries stays failed, visible in status
-        if time.time() - (st.finished_at or 0) < min(MAX_BACKOFF, 0.5 * 2 ** restarts):
-            return  # exponential backoff between restarts
+        backoff = 0.5 if st.platform_reason else min(MAX_BACKOFF, 0.5 * 2 ** charged)
+        if time.time() - (st.finished_at or 0) < backoff:
+            return  # exponential backoff between restarts of a failing program
         self._restart(status, alloc, st)
+
+    def _charge(self, instance_id: str, st) -> int:
+        """User failures of this instance so far, counting `st`'s end once."""
+        if instance_id not in self._charged:
+            self._charged[instance_id] = counter_of(st.container_id)
+        if st.container_id not in self._counted:
+            self._counted.add(st.container_id)
+            if st.state == types_pb2.CONTAINER_STATE_FAILED and not st.platform_reason:
+                self._charged[instance_id] += 1
+        return self._charged[instance_id]
 
     def _restart(self, status, alloc, st):
         log.info("restarting instance %s (%s, exit %d)", alloc.instance_id,
