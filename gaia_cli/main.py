@@ -38,6 +38,7 @@ COMMANDS = [
     ("am", daemons.am),
     # benchmarks
     ("bench failover", bench.failover),
+    ("bench node", bench.node),
 ]
 
 GROUP_HELP = {

@@ -28,3 +28,14 @@ def failover(kills, masters, lease_ttl, fmt):
     """Kill -9 the leading master KILLS times under a stream of submits: failover time, lost and duplicated apps."""
     figures = entry_point("gaia_cli.bench.failover")(kills=kills, masters=masters, lease_ttl=lease_ttl)
     emit(fmt, figures, lambda f: render_fields(_flatten(f)))
+
+
+@click.command()
+@click.option("--only", "sections", multiple=True, type=click.Choice(["start", "memory", "network", "disk"]),
+              help="Run only these sections (repeatable). Default: all.")
+@output_option
+def node(sections, fmt):
+    """Node manager figures: start latency (Gaia vs the bare driver), EMC kills vs hard limits,
+    bandwidth and disk IO accuracy per limit."""
+    figures = entry_point("gaia_cli.bench.node")(sections=list(sections) or None)
+    emit(fmt, figures, lambda f: render_fields(_flatten(f)))
