@@ -21,6 +21,17 @@ TRANSIENT = (etcd_exceptions.ConnectionFailedError, etcd_exceptions.ConnectionTi
              etcd_exceptions.InternalServerError, etcd_exceptions.NoServerAvailableError)
 
 
+def retry(call, attempts: int = 3):
+    """`call()`, again on a TRANSIENT error: the client has marked the endpoint failed, so the
+    next try goes to another member. Only for calls that are safe to repeat."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except TRANSIENT:
+            if attempt == attempts - 1:
+                raise
+
+
 def parse_endpoint(url: str):
     """'http://127.0.0.1:2379' or '127.0.0.1:2379' -> (host, port, secure)."""
     if "://" not in url:
@@ -93,23 +104,32 @@ class EtcdServer:
         self.peer_port = free_port()
         self.log_path = log_path or os.path.join(self.data_dir, "etcd.log")
         self.proc = None
+        self.initial_cluster = ""   # name=peer,...; empty: a cluster of this member alone
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.client_port}"
 
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
     def start(self, wait: float = 20.0) -> "EtcdServer":
-        peer = f"http://127.0.0.1:{self.peer_port}"
+        self.spawn()
+        self.wait_ready(wait)
+        return self
+
+    def spawn(self):
+        """Start the process without waiting (members of a new cluster wait for each other)."""
+        peer = self.peer_url
         args = [find_etcd_binary(), "--name", self.name, "--data-dir", os.path.join(self.data_dir, "data"),
                 "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                "--initial-cluster", f"{self.name}={peer}", "--log-level", "warn"]
+                "--initial-cluster", self.initial_cluster or f"{self.name}={peer}", "--log-level", "warn"]
         env = dict(os.environ, ETCD_UNSUPPORTED_ARCH=os.environ.get("ETCD_UNSUPPORTED_ARCH", ""))
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)
-        self.wait_ready(wait)
-        return self
 
     def wait_ready(self, wait: float):
         deadline = time.monotonic() + wait
@@ -135,3 +155,31 @@ class EtcdServer:
                 self.proc.wait()
         if getattr(self, "log", None):
             self.log.close()
+
+
+class EtcdCluster:
+    """Several etcd members on loopback forming one cluster (for fault tests and labs)."""
+
+    def __init__(self, members: int, data_dir: str = None, prefix: str = "gaia"):
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="gaia-etcd-cluster-")
+        self.members = [EtcdServer(data_dir=os.path.join(self.data_dir, f"m{i}"), name=f"{prefix}-{i}")
+                        for i in range(members)]
+        initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+        for m in self.members:
+            os.makedirs(m.data_dir, exist_ok=True)
+            m.initial_cluster = initial
+
+    @property
+    def endpoints(self) -> list:
+        return [m.endpoint for m in self.members]
+
+    def start(self, wait: float = 30.0) -> "EtcdCluster":
+        for m in self.members:
+            m.spawn()
+        for m in self.members:
+            m.wait_ready(wait)
+        return self
+
+    def stop(self):
+        for m in self.members:
+            m.stop()

@@ -3,6 +3,7 @@
 Candidates hold keys under masters/election/; the lowest create revision leads and that
 revision is its epoch (the fencing token), as in etcd's own election recipe.
 """
+from gaia_common.etcd import retry
 from gaia_common.keys import Keys
 from gaia_common.pb import types_pb2
 
@@ -10,7 +11,7 @@ from gaia_common.pb import types_pb2
 def list_masters(etcd, keys: Keys) -> list:
     """All live replicas, leader first, each with `epoch` (create revision) and `leader` set."""
     found = []
-    for value, meta in etcd.get_prefix(keys.election):
+    for value, meta in retry(lambda: list(etcd.get_prefix(keys.election))):
         info = types_pb2.MasterInfo()
         info.ParseFromString(value)
         info.epoch = meta.create_revision

@@ -44,6 +44,12 @@ class NodeClient:
             log.warning("node %s did not report: %s", address, e.details())
             return None
 
+    def logs(self, address: str, container_id: str, follow: bool, tail_bytes: int):
+        """The node's stream of LogChunk (a call object: iterate it, cancel() it). No epoch:
+        reading changes nothing. A follow has no deadline; it ends with the container."""
+        request = node_pb2.LogsRequest(container_id=container_id, follow=follow, tail_bytes=tail_bytes)
+        return self._stub(address).Logs(request, timeout=None if follow else COMMAND_DEADLINE)
+
     def close(self):
         for ch in self._channels.values():
             ch.close()

@@ -9,7 +9,7 @@ import logging
 
 import grpc
 
-from gaia_common import rpc, spec as spec_mod
+from gaia_common import etcd as etcd_mod, rpc, spec as spec_mod
 from gaia_common.pb import master_pb2, master_pb2_grpc, types_pb2
 from gaia_master import snapshot
 from gaia_master.app_table import TERMINAL, Conflict, state_name
@@ -42,6 +42,8 @@ def leader_only(handler):
             context.abort(CONFLICT_CODES[e.code], str(e))
         except NotLeader as e:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"lost leadership: {e}")
+        except etcd_mod.TRANSIENT as e:  # outcome unknown; retrying is safe (keys by name, idempotency keys)
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"etcd unavailable: {type(e).__name__}")
 
     return wrapper
 
@@ -115,6 +117,32 @@ class MasterService(master_pb2_grpc.MasterServicer):
                                               ports={request.port: e.ports[request.port]})
             endpoints.append(e)
         return master_pb2.ResolveResponse(endpoints=endpoints)
+
+    @leader_only
+    def Logs(self, request, context):
+        """Proxy the stream of the node that runs the instance's latest container."""
+        record = self.m.table.get(request.app)
+        allocations = self.m.table.app_allocations(record.app_id)
+        instance_id = request.instance_id or next(
+            (i for i in sorted(allocations, key=instance_order) if i != "am"), "0")
+        status = latest_container(self.m.node_view.app_containers(record.app_id), instance_id)
+        if status is None:
+            raise Conflict("not_found", f"instance {instance_id!r} of {request.app!r} has no container yet")
+        node = self.m.node_view.node(status.node_id)
+        if node is None:
+            context.abort(grpc.StatusCode.UNAVAILABLE,
+                          f"node {status.node_id!r} that ran {status.container_id} is not live")
+        call = self.m.nodes.logs(node.address, status.container_id, request.follow, request.tail_bytes)
+        context.add_callback(call.cancel)  # the user went away: so does the node's stream
+        return self._relay(call, context)
+
+    @staticmethod
+    def _relay(call, context):
+        try:
+            yield from call
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.CANCELLED or context.is_active():
+                context.abort(e.code(), f"node: {e.details()}")
 
     # ---- ApplicationMasters ----
 

@@ -7,6 +7,7 @@ key was deleted with its lease, and even a new key of ours would have a newer re
 import logging
 
 from gaia_common import faults
+from gaia_common.etcd import retry
 
 log = logging.getLogger(__name__)
 # etcd's default --max-txn-ops is 128; one slot is the fencing compare's.
@@ -32,8 +33,9 @@ class FencedStore:
         faults.point("leader.write")  # tests pause here: mid write path, lease already checked
         tx = self.etcd.transactions
         try:
-            ok, _ = self.etcd.transaction(compare=[tx.create(key) == epoch, *extra_compare],
-                                          success=ops, failure=[])
+            # Repeating is safe: the compare still fences it, and the ops put the same values.
+            ok, _ = retry(lambda: self.etcd.transaction(compare=[tx.create(key) == epoch, *extra_compare],
+                                                        success=ops, failure=[]))
         except Exception as e:  # unknown outcome; the caller treats it as not written
             log.error("fenced write by epoch %d failed: %s: %s", epoch, type(e).__name__, e)
             raise

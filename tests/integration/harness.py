@@ -39,8 +39,10 @@ def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "cond
 
 
 class LocalCluster:
-    def __init__(self, etcd_endpoint: str, name: str, workdir):
-        self.etcd_endpoint = etcd_endpoint
+    def __init__(self, etcd_endpoint, name: str, workdir):
+        """`etcd_endpoint`: one URL, or a list of the members' URLs."""
+        self.etcd_endpoints = [etcd_endpoint] if isinstance(etcd_endpoint, str) else list(etcd_endpoint)
+        self.etcd_endpoint = self.etcd_endpoints[0]
         self.name = name
         self.keys = Keys(name)
         self.workdir = str(workdir)
@@ -48,8 +50,8 @@ class LocalCluster:
         self.nodes = {}       # node_id -> Popen
         self.client_config = os.path.join(self.workdir, "client.yaml")
         with open(self.client_config, "w") as f:
-            yaml.safe_dump({"current": name, "clusters": {name: {"etcd": [etcd_endpoint]}}}, f)
-        self.etcd = connect([etcd_endpoint])
+            yaml.safe_dump({"current": name, "clusters": {name: {"etcd": self.etcd_endpoints}}}, f)
+        self.etcd = connect(self.etcd_endpoints)
         self._clients = []
 
     # ---- processes ----
@@ -72,7 +74,7 @@ class LocalCluster:
 
     def start_master(self, env_extra=None, lease_ttl: int = 2) -> subprocess.Popen:
         n = len(self.masters) + 1
-        config = {"cluster": self.name, "etcd": [self.etcd_endpoint], "listen": "127.0.0.1:0",
+        config = {"cluster": self.name, "etcd": self.etcd_endpoints, "listen": "127.0.0.1:0",
                   "id": f"{self.name}-m{n}", "lease_ttl": lease_ttl}
         proc = self._spawn("master", config, f"master-{n}", env_extra)
         self.masters.append(proc)
@@ -80,7 +82,7 @@ class LocalCluster:
 
     def start_node(self, node_id: str = None, **overrides) -> subprocess.Popen:
         node_id = node_id or f"{self.name}-n{len(self.nodes) + 1}"
-        config = {"cluster": self.name, "etcd": [self.etcd_endpoint], "listen": "127.0.0.1:0",
+        config = {"cluster": self.name, "etcd": self.etcd_endpoints, "listen": "127.0.0.1:0",
                   "id": node_id, "state_dir": os.path.join(self.workdir, node_id),
                   "cgroup_parent": f"gaia-{self.name}", "lease_ttl": 3, **overrides}
         proc = self._spawn("node", config, node_id)
@@ -90,12 +92,12 @@ class LocalCluster:
     # ---- views ----
 
     def client(self, **kwargs) -> MasterClient:
-        c = MasterClient(self.name, etcd_endpoints=[self.etcd_endpoint], **kwargs)
+        c = MasterClient(self.name, etcd_endpoints=self.etcd_endpoints, **kwargs)
         self._clients.append(c)
         return c
 
     def leader(self):
-        masters = MasterClient(self.name, etcd_endpoints=[self.etcd_endpoint]).masters()
+        masters = MasterClient(self.name, etcd_endpoints=self.etcd_endpoints).masters()
         return masters[0] if masters else None
 
     def leader_proc(self) -> subprocess.Popen:
