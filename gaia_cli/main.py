@@ -8,7 +8,7 @@ a group).
 import click
 
 from gaia_common import __version__
-from gaia_cli.commands import apps, bench, cluster, daemons, dev, masters, nodes, resolve, status, submit
+from gaia_cli.commands import apps, bench, cluster, daemons, dev, logs, masters, nodes, resolve, status, submit
 from gaia_cli.context import Context
 from gaia_cli.errors import translate
 
@@ -20,6 +20,7 @@ COMMANDS = [
     ("scale", apps.scale),
     ("kill", apps.kill),
     ("resolve", resolve.resolve),
+    ("logs", logs.logs),
     # the cluster's machinery
     ("nodes", nodes.list_nodes),
     ("node show", nodes.show),

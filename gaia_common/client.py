@@ -98,3 +98,38 @@ class MasterClient:
             if not self._leader:
                 attempt += 1
                 time.sleep(min(0.5, 0.05 * 2 ** min(attempt, 4)) * (0.5 + random.random()))
+
+    def stream(self, method: str, request, timeout: float = None):
+        """Iterate a server-streaming `method` on the leader. Redirects and failovers are
+        followed until the first message arrives; after that an error ends the stream
+        (resuming a half-read stream could repeat what was already yielded)."""
+        give_up = time.monotonic() + self.retry_for
+        last = "no master is registered for this cluster"
+        while True:
+            for address in self._candidates():
+                call = getattr(self._stub(address), method)(request, timeout=timeout)
+                try:
+                    try:
+                        first = next(call)
+                    except StopIteration:
+                        return
+                    except grpc.RpcError as e:
+                        if e.code() not in RETRYABLE:
+                            raise GaiaError(e.code(), e.details()) from None
+                        last = f"{address}: {e.code().name}: {e.details()}"
+                        self._leader = rpc.leader_of(e) if e.code() == grpc.StatusCode.FAILED_PRECONDITION else ""
+                        if self._leader:
+                            break
+                        continue
+                    yield first
+                    try:
+                        yield from call
+                    except grpc.RpcError as e:
+                        raise GaiaError(e.code(), e.details()) from None
+                    return
+                finally:
+                    call.cancel()
+            if time.monotonic() > give_up:
+                raise GaiaError(grpc.StatusCode.UNAVAILABLE, f"no leading master answered: {last}")
+            if not self._leader:
+                time.sleep(0.2 * (0.5 + random.random()))

@@ -43,7 +43,29 @@ class NodeConfig:
     labels: dict = dataclasses.field(default_factory=dict)
     capacity: dict = dataclasses.field(default_factory=dict)   # overrides of what psutil reports
     port_range: list = dataclasses.field(default_factory=lambda: [20000, 32767])
-    drivers: list = dataclasses.field(default_factory=lambda: ["process"])
+    drivers: list = dataclasses.field(default_factory=lambda: ["process"])   # + "docker"
+    # docker driver: the engine's address (unix:///path.sock, tcp://...); "" = $DOCKER_HOST or
+    # the default socket. Unreachable at start: the node runs without the docker driver.
+    docker_host: str = ""
+    # disk: free space on state_dir's filesystem below this (a size, or a percentage of the
+    # filesystem) is pressure: containers furthest over their disk request are evicted first.
+    disk_pressure_free: str = "10%"
+    disk_check_interval: float = 5.0      # seconds between walks of the containers' scratch dirs
+    # network (gaia_node/network): containers without host networking get an address from
+    # container_subnet on bridge network_bridge (gateway: the subnet's first address). Node
+    # managers on one host may share both; pick a subnet unused on the hosts' own networks.
+    network_bridge: str = "gaia0"
+    container_subnet: str = "10.213.0.0/16"
+    # elastic memory (gaia_node/isolation/memory.py): what the containers may hold together
+    # ("" = total RAM less memory_reserve). Above memory_pressure_high of it (or at
+    # memory_psi_threshold % PSI stall, 0 = ignore PSI) borrowers above their request are
+    # squeezed, then killed, down to memory_reclaim_target of it; checked every interval seconds.
+    memory_budget: str = ""
+    memory_reserve: str = "1Gi"
+    memory_pressure_high: float = 0.95
+    memory_reclaim_target: float = 0.90
+    memory_psi_threshold: float = 10.0
+    memory_reclaim_interval: float = 0.5
 
 
 def load_daemon_config(cls, path: str = None, overrides: dict = None):

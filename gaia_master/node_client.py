@@ -8,6 +8,7 @@ from gaia_common.pb import node_pb2, node_pb2_grpc
 
 log = logging.getLogger(__name__)
 COMMAND_DEADLINE = 10.0
+LOGS_DEADLINE = 60.0          # a whole kept log (not a follow, which has none)
 
 
 class NodeClient:
@@ -48,7 +49,7 @@ class NodeClient:
         """The node's stream of LogChunk (a call object: iterate it, cancel() it). No epoch:
         reading changes nothing. A follow has no deadline; it ends with the container."""
         request = node_pb2.LogsRequest(container_id=container_id, follow=follow, tail_bytes=tail_bytes)
-        return self._stub(address).Logs(request, timeout=None if follow else COMMAND_DEADLINE)
+        return self._stub(address).Logs(request, timeout=None if follow else LOGS_DEADLINE)
 
     def close(self):
         for ch in self._channels.values():

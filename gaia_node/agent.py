@@ -58,7 +58,7 @@ class NodeManager:
         self.cgroups = cgroups.detect(cfg.cgroup_root, cfg.cgroup_parent)
         if self.cgroups is None:
             log.warning("no cgroups under %s: resource limits will not be enforced", cfg.cgroup_root)
-        self.drivers = drivers.load(cfg.drivers, dirs, self.cgroups)
+        self.drivers = drivers.load(cfg.drivers, dirs, self.cgroups, cfg)
         self.etcd = etcd_mod.connect(cfg.etcd, timeout=ETCD_TIMEOUT)
         self.server = rpc.make_server()
         self.address = advertised(cfg, rpc.bind(self.server, cfg.listen))

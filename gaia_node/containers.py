@@ -40,7 +40,8 @@ class Container:
     stop_requested: bool = False
     saved_handle: dict = None     # the driver's handle state read back at recovery
     hook_state: dict = dataclasses.field(default_factory=dict)   # persisted for the hooks
-    platform_reason: str = ""     # set when the node itself ends it (eviction)
+    platform_reason: str = ""     # set when the node ends it for the node's sake (eviction)
+    fault_reason: str = ""        # set when the node ends it for breaking its own limits
     hooks_done: bool = False      # poststop ran
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
@@ -81,6 +82,10 @@ class Containers:
                            directory=self.dirs.path(container.spec.container_id),
                            host_ports=dict(container.status.host_ports), env=env or {},
                            pid=container.status.pid, state=container.hook_state)
+
+    def get(self, container_id: str) -> Container:
+        """The container (spec, status, driver handle), for readers such as Node.Logs."""
+        return self._get(container_id)
 
     def _get(self, container_id: str) -> Container:
         with self._lock:
@@ -146,13 +151,21 @@ class Containers:
 
     # ---- eviction (the node's own decision) ----
 
-    def evict(self, container_id: str, reason: str, grace: float = 0.0) -> types_pb2.ContainerStatus:
-        """End a container for the node's sake (memory reclaim, disk pressure): FAILED with
-        `platform_reason`, which the AM retries without charging the user's retry_times."""
+    def evict(self, container_id: str, reason: str, grace: float = 0.0,
+              platform: bool = True) -> types_pb2.ContainerStatus:
+        """End a container on the node's own decision; it becomes FAILED.
+
+        platform=True (memory reclaim, disk pressure): the node's sake, so `platform_reason` is
+        set and the AM retries it without charging the user's retry_times. platform=False (it
+        broke its own hard limit): the user's fault, `message` says why, and it is charged.
+        """
         container = self._get(container_id)
         with container.lock:
             if container.status.state not in TERMINAL and container.handle is not None:
-                container.platform_reason = reason
+                if platform:
+                    container.platform_reason = reason
+                else:
+                    container.fault_reason = reason
                 self._save(container)
                 driver = self.drivers[container.spec.driver]
                 self._observe(container, driver.stop(container.handle, grace))
@@ -214,7 +227,7 @@ class Containers:
 
     def _finish(self, container: Container, task: TaskStatus):
         status = container.status
-        if container.platform_reason:
+        if container.platform_reason or container.fault_reason:
             status.state = S.CONTAINER_STATE_FAILED
             status.platform_reason = container.platform_reason
         elif container.stop_requested:
@@ -228,6 +241,8 @@ class Containers:
         status.pid = task.pid or status.pid
         status.started_at = task.started_at or status.started_at
         status.exit_code, status.finished_at, status.message = task.exit_code, task.finished_at, task.message
+        if container.fault_reason:
+            status.message = container.fault_reason
         self.ports.release(container.spec.container_id)
         if not container.hooks_done:
             container.hooks_done = True
@@ -247,7 +262,8 @@ class Containers:
                "status": json_format.MessageToDict(container.status, preserving_proto_field_name=True),
                "handle": driver.handle_state(container.handle) if container.handle is not None and driver else None,
                "stop_requested": container.stop_requested, "hooks": container.hook_state,
-               "platform_reason": container.platform_reason, "hooks_done": container.hooks_done}
+               "platform_reason": container.platform_reason, "fault_reason": container.fault_reason,
+               "hooks_done": container.hooks_done}
         state.write_json_atomic(self.dirs.path(container.spec.container_id, state.RECORD), doc)
 
     def recover(self) -> int:
@@ -273,6 +289,7 @@ class Containers:
                               status=json_format.ParseDict(doc["status"], types_pb2.ContainerStatus()),
                               stop_requested=bool(doc.get("stop_requested")),
                               hook_state=doc.get("hooks") or {}, platform_reason=doc.get("platform_reason", ""),
+                              fault_reason=doc.get("fault_reason", ""),
                               hooks_done=bool(doc.get("hooks_done")))
         container.status.node_id = self.node_id
         container.saved_handle = doc.get("handle") or {"container_id": cid}

@@ -29,8 +29,8 @@ class Publisher:
         service_key = self.keys.service(spec.app_name, spec.instance_id)
         if registers_service(spec, status):
             self.registration.set(service_key, endpoint(spec, status).SerializeToString())
-        else:
-            self.registration.remove(service_key, only_if_ours=True)
+        else:  # the entry it had while running (maybe written before a node-manager restart)
+            self.registration.remove(service_key, only_if_ours=True, ours=endpoint(spec, status).SerializeToString())
 
     def forget(self, spec: types_pb2.ContainerSpec) -> None:
         self.registration.remove(self.keys.container(spec.app_id, spec.container_id))

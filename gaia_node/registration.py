@@ -42,15 +42,16 @@ class Registration:
             self._to_delete.pop(key, None)
         self.flush()
 
-    def remove(self, key: str, only_if_ours: bool = False) -> None:
-        """Forget `key`; with only_if_ours, leave it if someone else has written it since."""
+    def remove(self, key: str, only_if_ours: bool = False, ours: bytes = None) -> None:
+        """Forget `key`; with only_if_ours, leave it if someone else has written it since.
+        `ours`: the value this node wrote, when an earlier run of it did (hot restart)."""
         with self._state_lock:
             value = self._desired.pop(key, None)
             self._to_put.discard(key)
             if not only_if_ours:
                 self._to_delete[key] = None
-            elif value is not None:
-                self._to_delete[key] = value
+            elif value is not None or ours is not None:
+                self._to_delete[key] = value if value is not None else ours
         self.flush()
 
     def start(self) -> "Registration":

@@ -5,9 +5,9 @@ import grpc
 
 from gaia_common import resources
 from gaia_common.pb import node_pb2, node_pb2_grpc, types_pb2
-from gaia_node import usage
+from gaia_node import logs, usage
 from gaia_common.spec import SpecError
-from gaia_node.containers import NotFound
+from gaia_node.containers import TERMINAL, NotFound
 from gaia_node.epoch import StaleEpoch
 from gaia_node.ports import PortUnavailable
 
@@ -54,3 +54,17 @@ class NodeService(node_pb2_grpc.NodeServicer):
             allocated=resources.total(specs[s.container_id].resources.request for s in running
                                       if s.container_id in specs),
             events=self.manager.events.recent())
+
+    def Logs(self, request, context):
+        """The container's stdout/stderr; no epoch: reading changes nothing."""
+        try:
+            container = self.manager.containers.get(request.container_id)
+        except NotFound as e:
+            context.abort(grpc.StatusCode.NOT_FOUND, e.args[0])
+        containers = self.manager.containers
+        chunks = logs.read(directory=containers.dirs.path(request.container_id),
+                           driver=containers.drivers.get(container.spec.driver), handle=container.handle,
+                           ended=lambda: container.status.state in TERMINAL, active=context.is_active,
+                           follow=request.follow, tail_bytes=max(0, request.tail_bytes))
+        for stream, data in chunks:
+            yield types_pb2.LogChunk(stream=stream, data=data, container_id=request.container_id)

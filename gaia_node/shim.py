@@ -7,7 +7,15 @@ records the child's pid, identity and real start time, waits for it, and records
 state.json, which only the shim writes. The node manager reads that file and signals the
 child's process group itself.
 
-Only the standard library and psutil: the shim is on every container's start path.
+Namespaces: launch.json may name a network namespace to join ("netns", a path the node's
+network hook made) and extra namespaces to create ("namespaces": pid, mount, uts, ipc). The
+shim enters them itself before it starts the command, so a failure is recorded with its
+reason; only mounting /proc for a new pid namespace happens in the child, which is that
+namespace's first process (pid 1: like any init it ignores signals it has no handler for,
+so a stop that SIGTERMs it escalates to SIGKILL after the grace period).
+
+Only the standard library and psutil: the shim is on every container's start path (ctypes,
+for setns/unshare on Python 3.11, only when a namespace is asked for).
 """
 import os
 import signal
@@ -72,18 +80,24 @@ class Monitor:
 
     def _spawn(self) -> subprocess.Popen:
         procs_files = list(self.launch.get("cgroup_procs") or [])
+        extra = set(self.launch.get("namespaces") or ())
+        enter_namespaces(self.launch.get("netns") or "", extra)
+        mount_proc = {"pid", "mount"} <= extra
 
         def join_cgroups():
             # Runs in the child between fork and exec: the command starts inside its limits.
             for path in procs_files:
                 with open(path, "w") as f:
                     f.write(str(os.getpid()))
+            if mount_proc:  # the child is the new pid namespace's init: /proc should show it
+                _libc_call("mount", b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
 
         with open(os.path.join(self.directory, state.STDOUT), "ab") as out, \
                 open(os.path.join(self.directory, state.STDERR), "ab") as err:
             return subprocess.Popen(self.launch["command"], env=self.launch["env"], cwd=self.launch["cwd"],
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=err, close_fds=True,
-                                    start_new_session=True, preexec_fn=join_cgroups if procs_files else None)
+                                    start_new_session=True,
+                                    preexec_fn=join_cgroups if procs_files or mount_proc else None)
 
     def _forward(self, signum, _frame):
         """A signal to the shim is meant for the container: pass it to the child's group."""
@@ -92,6 +106,51 @@ class Monitor:
                 os.killpg(self.child.pid, signum)
             except ProcessLookupError:
                 pass
+
+
+# ---- namespaces (linux/sched.h, linux/mount.h) ----
+
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
+NAMESPACE_FLAGS = {"mount": CLONE_NEWNS, "uts": CLONE_NEWUTS, "ipc": CLONE_NEWIPC, "pid": CLONE_NEWPID}
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 0x40000
+_libc = None
+
+
+def _libc_call(name: str, *args) -> int:
+    global _libc
+    if _libc is None:
+        import ctypes  # only here: most containers ask for no namespace
+        _libc = ctypes.CDLL(None, use_errno=True)
+    result = getattr(_libc, name)(*args)
+    if result != 0:
+        import ctypes
+        err = ctypes.get_errno()
+        raise OSError(err, f"{name}: {os.strerror(err)}")
+    return result
+
+
+def enter_namespaces(netns: str, extra: set) -> None:
+    """Join the network namespace at `netns` (if any), then unshare the `extra` ones. A new
+    pid namespace takes effect for the shim's child, not the shim."""
+    unknown = extra - set(NAMESPACE_FLAGS)
+    if unknown:
+        raise ValueError(f"unknown namespaces {sorted(unknown)}")
+    if netns:
+        fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _libc_call("setns", fd, CLONE_NEWNET)
+        except OSError as e:
+            raise OSError(e.errno, f"cannot join network namespace {netns}: {e.strerror}") from None
+        finally:
+            os.close(fd)
+    flags = 0
+    for name in extra:
+        flags |= NAMESPACE_FLAGS[name]
+    if flags:
+        _libc_call("unshare", flags)
+    if "mount" in extra:  # mounts made inside stay inside
+        _libc_call("mount", b"none", b"/", None, MS_REC | MS_PRIVATE, None)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,11 @@ Requests are guarantees and limits are ceilings (DESIGN.md, "Isolation on a node
           borrow idle cpu asks for a limit above its request, as in Kubernetes)
 A zero amount means "not set": no file is written and the kernel default stays.
 
+Beyond setting limits at creation, an implementation reads a container's live memory and cpu
+use and moves its memory ceiling, which is what elastic memory (gaia_node/isolation/memory.py)
+squeezes and gives back. v2 does all its file work through an `fs` object, so its tests run it
+against a model of cgroupfs that refuses what the kernel refuses (tests/fakes/cgroupfs.py).
+
 Only the standard library here: the shim and the node both import it.
 """
 import dataclasses
@@ -16,6 +21,7 @@ from typing import Optional, Protocol
 CPU_PERIOD_US = 100_000
 MIN_CPU_QUOTA_US = 1_000          # the kernel refuses a quota below 1 ms
 MIN_SHARES, MAX_SHARES = 2, 262_144
+MIN_WEIGHT, MAX_WEIGHT = 1, 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,8 +44,11 @@ def cpu_shares(request_millis: int) -> int:
 
 
 def cpu_weight(request_millis: int) -> int:
-    """v2 cpu.weight (1..10000), mapped from the v1 shares as runc does, so both agree."""
-    return 1 + (cpu_shares(request_millis) - MIN_SHARES) * 9999 // (MAX_SHARES - MIN_SHARES)
+    """v2 cpu.weight (1..10000): 100 (the kernel's default, what one task or one v1 cgroup of
+    1024 shares weighs) per core requested. Proportional, unlike runc's affine map from shares
+    (1024 -> 39), so 250m against 750m is 1:3 on v2 as on v1, and a container asking for one
+    core weighs as much as a system slice."""
+    return min(MAX_WEIGHT, max(MIN_WEIGHT, request_millis // 10))
 
 
 def cpu_quota_us(limit_millis: int) -> Optional[int]:
@@ -60,6 +69,89 @@ class Cgroups(Protocol):
 
     def remove(self, container_id: str) -> bool:
         """Remove the container's cgroup(s); False while processes are still in them."""
+
+    # ---- live use and the elastic memory ceiling (all raise OSError once the cgroup is gone) ----
+
+    def memory_usage(self, container_id: str) -> int:
+        """Bytes charged to the container now, page cache included."""
+
+    def memory_stat(self, container_id: str) -> "MemoryStat": ...
+
+    def memory_ceiling(self, container_id: str) -> Optional[int]:
+        """The ceiling reclaim moves (v1 memory.limit_in_bytes, v2 memory.high); None = none."""
+
+    def set_memory_ceiling(self, container_id: str, ceiling: Optional[int]) -> bool:
+        """Move the ceiling (None: remove it); the kernel reclaims down to it at once where it
+        can. True when usage is now at or below it; False when what is left cannot be reclaimed
+        (anonymous memory without swap): v1 then keeps the old ceiling, v2 the new one."""
+
+    def memory_pressure(self, container_id: str) -> Optional[float]:
+        """The cgroup's PSI `some avg10` (v2), or None where the kernel has no per-cgroup PSI (v1)."""
+
+    def oom_kills(self, container_id: str) -> int:
+        """How many processes the kernel's OOM killer took in this cgroup."""
+
+    def cpu_usage_ns(self, container_id: str) -> int:
+        """Cpu time used by the container since it started, in nanoseconds."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryStat:
+    usage: int            # bytes charged, all kinds
+    file: int             # page cache: the kernel can drop (clean) or write back (dirty) it
+    anon: int             # anonymous memory: without swap only a kill frees it
+
+
+class HostFS:
+    """The real cgroup filesystem, as the v2 implementation's file operations (read, write, mkdir,
+    rmdir, exists, subdirs)."""
+
+    @staticmethod
+    def read(path: str) -> str:
+        with open(path) as f:
+            return f.read()
+
+    @staticmethod
+    def write(path: str, value) -> None:
+        write(path, value)
+
+    @staticmethod
+    def mkdir(path: str) -> None:
+        os.mkdir(path)
+
+    @staticmethod
+    def rmdir(path: str) -> None:
+        os.rmdir(path)
+
+    @staticmethod
+    def exists(path: str) -> bool:
+        return os.path.exists(path)
+
+    @staticmethod
+    def subdirs(path: str) -> list:
+        """The child cgroups of `path`."""
+        return sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+
+
+def parse_keyed(text: str) -> dict:
+    """'key value' lines (memory.stat, cpu.stat, memory.events, oom_control) -> {key: int}."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+
+def psi_some_avg10(text: str) -> float:
+    """`some avg10=` of a PSI file (/proc/pressure/memory, <cgroup>/memory.pressure)."""
+    for line in text.splitlines():
+        if line.startswith("some "):
+            for field in line.split()[1:]:
+                key, _, value = field.partition("=")
+                if key == "avg10":
+                    return float(value)
+    return 0.0
 
 
 def write(path: str, value) -> None:

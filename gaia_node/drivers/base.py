@@ -18,6 +18,7 @@ class Capabilities:
     cgroups: str                  # "v1" | "v2" | "" when limits cannot be enforced
     memory_limits: bool
     cpu_limits: bool
+    namespaces: tuple = ()        # extra namespaces a task may ask for (ContainerSpec.namespaces)
 
 
 @dataclasses.dataclass

@@ -1,7 +1,8 @@
 """The process driver: a host command under the shim (gaia_node/shim.py), in its own cgroups.
 
-It has no network namespaces yet: every task shares the host network, so a fixed
-container_port is bound on the host as it is, whatever spec.host_network says.
+A task with host_network shares the host's network; any other joins the network namespace
+the node's network hook made for it (`netns`, passed to the shim in launch.json). The shim
+also creates the extra namespaces a spec asks for (pid, mount, uts, ipc). Both need root.
 The driver creates and configures the cgroups itself (so a bad limit fails the start call
 at once); the shim only puts the child into them before exec.
 """
@@ -19,6 +20,7 @@ from gaia_node.cgroups import Limits
 from gaia_node.drivers.base import Capabilities, StartFailed, TaskStatus
 from gaia_node.environment import expand_args
 
+EXTRA_NAMESPACES = ("pid", "mount", "uts", "ipc")
 SHIM_REPORT_TIMEOUT = 10.0     # python start-up of the shim, on a loaded machine
 KILL_WAIT = 5.0                # after SIGKILL, for the shim to record the exit
 CGROUP_REMOVE_WAIT = 2.0
@@ -41,15 +43,28 @@ class ProcessDriver:
 
     def capabilities(self) -> Capabilities:
         enforced = self.cgroups is not None
-        return Capabilities(host_network=True, network_namespaces=False, images=False,
+        root = os.geteuid() == 0
+        return Capabilities(host_network=True, network_namespaces=root, images=False,
                             cgroups=self.cgroups.version if enforced else "",
-                            memory_limits=enforced, cpu_limits=enforced)
+                            memory_limits=enforced, cpu_limits=enforced,
+                            namespaces=EXTRA_NAMESPACES if root else ())
 
     def validate(self, spec) -> None:
         if spec.image:
             raise SpecError("spec.image", "the process driver runs host commands, not images (use driver docker)")
         if not spec.command:
             raise SpecError("spec.command", "required for the process driver")
+        capabilities = self.capabilities()
+        if not spec.host_network and not capabilities.network_namespaces:
+            raise SpecError("spec.host_network", "this node cannot give a process a network of its own "
+                                                 "(the node manager is not root): ask for host networking")
+        for i, name in enumerate(spec.namespaces):
+            if name not in EXTRA_NAMESPACES:
+                raise SpecError(f"spec.namespaces[{i}]", f"{name!r} is not one of {', '.join(EXTRA_NAMESPACES)} "
+                                                         "(the network follows host_network)")
+            if name not in capabilities.namespaces:
+                raise SpecError(f"spec.namespaces[{i}]", f"this node cannot create a {name} namespace "
+                                                         "(the node manager is not root)")
 
     # ---- start ----
 
@@ -58,7 +73,7 @@ class ProcessDriver:
         cwd = os.path.join(directory, spec.workdir or state.WORKDIR)  # an absolute workdir wins
         os.makedirs(cwd, exist_ok=True)
         launch = {"command": expand_args(spec.command, env), "env": env, "cwd": cwd,
-                  "cgroup_procs": self._make_cgroups(spec), "netns": netns}
+                  "cgroup_procs": self._make_cgroups(spec), "netns": netns, "namespaces": list(spec.namespaces)}
         state.write_json_atomic(os.path.join(directory, state.LAUNCH), launch)
         handle = ProcessHandle(spec.container_id)
         try:

@@ -5,6 +5,9 @@ reclaim, disk pressure) called every `interval` seconds by the agent.
 """
 import dataclasses
 
+from gaia_node.isolation import cpu, disk, disk_io, memory
+from gaia_node.network import hook as network
+
 
 @dataclasses.dataclass
 class NodeParts:
@@ -17,12 +20,20 @@ class NodeParts:
 
 def build_hooks(parts: NodeParts) -> list:
     hooks = []
+    hooks.append(disk.hook(parts))           # scratch dir, GAIA_SCRATCH
+    hooks.append(disk_io.hook(parts))        # blkio throttle / io.max
+    hooks.append(network.hook(parts))        # netns, veth, address, tc shaping, port DNAT
+    if parts.cgroups is not None:
+        hooks.append(memory.hook(parts))     # a kernel OOM kill is reported as one
     return hooks
 
 
 def build_managers(parts: NodeParts) -> list:
     """(name, interval_seconds, callable) for each node-wide loop."""
     managers = []
+    managers.append(disk.manager(parts))     # disk pressure: evict furthest over quota first
+    if parts.cgroups is not None:
+        managers.append(memory.manager(parts))  # elastic memory: squeeze, then kill, borrowers
     return managers
 
 
@@ -30,4 +41,9 @@ def build_usage(parts: NodeParts) -> list:
     """Callables (spec, status) -> Resources with the dimensions each concern measures
     (memory and cpu from cgroups, disk from the scratch dir, bandwidth from tc); summed."""
     meters = []
+    meters.append(disk.meter(parts))         # disk_bytes: the scratch dir's allocated blocks
+    meters.append(network.meter(parts))      # net_in/out_bps: the veth's counters since the last reading
+    if parts.cgroups is not None:
+        meters.append(memory.meter(parts))   # memory_bytes: held now, page cache included
+        meters.append(cpu.meter(parts))      # cpu_millis: rate since the previous reading
     return meters

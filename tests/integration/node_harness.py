@@ -106,6 +106,9 @@ class NodeHarness:
                         wait_for(lambda: _rmdir(path), what=f"rmdir {path}")
                 if os.path.isdir(parent):
                     os.rmdir(parent)
+        if IS_ROOT:  # namespaces, veths, ifbs, nftables table and addresses of this node's containers
+            from gaia_node.network.hook import sweep
+            sweep(self.cfg)
 
 
 def _kill(kill, pid):

@@ -15,11 +15,12 @@ from gaia_common.pb import types_pb2
 from tests.integration.node_harness import REAL_V1, node, node_cfg, wait_for  # noqa: F401 (fixtures)
 
 S = types_pb2
-# Dumps its environment to argv[1], then serves HTTP on loopback at argv[2].
+# Dumps its environment to argv[1], then serves HTTP at argv[2] on every address of its network
+# namespace (its own: a server bound to 127.0.0.1 there is not reachable from the host).
 HTTP_SERVER = (
     "import http.server, json, os, sys\n"
     "json.dump(dict(os.environ), open(sys.argv[1], 'w'))\n"
-    "http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[2])),"
+    "http.server.ThreadingHTTPServer(('0.0.0.0', int(sys.argv[2])),"
     " http.server.SimpleHTTPRequestHandler).serve_forever()\n")
 
 
@@ -117,9 +118,11 @@ def test_nonzero_exit_shows_failed(node):
     status = wait_for(lambda: (s := node.container(spec.container_id)) and s.state == S.CONTAINER_STATE_FAILED and s,
                       what="FAILED")
     assert status.exit_code == 3 and status.finished_at > 0
-    in_etcd = wait_for(lambda: node.etcd_message(node.keys.container(spec.app_id, spec.container_id),
-                                                 S.ContainerStatus), what="the status key")
-    assert in_etcd.state == S.CONTAINER_STATE_FAILED and in_etcd.exit_code == 3
+    # the node's own view changes first; etcd follows once the clean-up hooks ran
+    in_etcd = wait_for(lambda: (m := node.etcd_message(node.keys.container(spec.app_id, spec.container_id),
+                                                       S.ContainerStatus)) and m.state == S.CONTAINER_STATE_FAILED and m,
+                       what="the status key to say FAILED")
+    assert in_etcd.exit_code == 3
     assert node.etcd.get(node.keys.service("web", "0"))[0] is None
 
 

@@ -9,7 +9,7 @@ from tests.integration.harness import LocalCluster, cluster_processes, wait_for
 HELLO = """\
 name: hello
 instances: 2
-command: ["{python}", "-m", "http.server", "$GAIA_PORT_HTTP", "--bind", "127.0.0.1"]
+command: ["{python}", "-m", "http.server", "$GAIA_PORT_HTTP", "--bind", "0.0.0.0"]
 resources:
   request: {{cpu: 100m, memory: 64Mi}}
   limit: {{memory: 128Mi}}

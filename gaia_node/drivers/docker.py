@@ -1,0 +1,323 @@
+"""The docker driver: an image run by the node's Docker Engine, through the `docker` SDK.
+
+The engine runs the container; the node manager keeps control of it the way it does for the
+process driver:
+  cgroups   with the engine's cgroupfs driver the container's cgroup is a child of Gaia's own
+            per-container cgroup, <parent>/<container_id>/<docker id>: Gaia makes and limits
+            <parent>/<container_id> as for a process (so the node's memory and cpu managers act
+            on the same path whatever the driver), and the engine sets the same limits on its
+            leaf. With the systemd cgroup driver the engine gets a slice named after the parent.
+  network   "none" (the node's network hooks wire a veth into its namespace by pid after start),
+            or the host's when spec.host_network.
+  restarts  the engine keeps the container when the node manager dies (and, with
+            --live-restore, when the engine itself restarts); `recover` finds it again by the
+            id the node persisted, else by the name every Gaia container gets.
+  logs      kept by the engine (json-file, bounded) while the container exists; when it ends
+            they are copied into the container's directory (stdout, stderr, as the process
+            driver writes them) and the engine's container is removed, so `gaia logs` works
+            after exit and no stopped container piles up in the engine.
+"""
+import dataclasses
+import datetime
+import logging
+import math
+import os
+import time
+from typing import Optional
+
+from gaia_common.spec import SpecError
+from gaia_node import state
+from gaia_node.cgroups import Limits
+from gaia_node.drivers.base import Capabilities, StartFailed, TaskStatus
+from gaia_node.environment import expand_args
+
+log = logging.getLogger("gaia.node.docker")
+
+API_TIMEOUT = 30.0               # one engine call; starts on a loaded machine take seconds
+CGROUP_REMOVE_WAIT = 2.0         # for the engine to remove its leaf cgroup
+STOP_EXTRA_WAIT = 10.0           # after the engine's own SIGKILL, for the exit to be recorded
+NAME_PREFIX = "gaia-"            # the engine's container name: gaia-<container_id>
+LABEL_CONTAINER = "io.gaia.container-id"
+LABEL_APP = "io.gaia.app"
+LABEL_INSTANCE = "io.gaia.instance"
+LABEL_PARENT = "io.gaia.cgroup-parent"      # which node's (one cgroup parent per node manager)
+LOG_CONFIG = {"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}}
+LOG_COPY_CHUNK = 64 * 1024
+
+
+class DriverUnavailable(Exception):
+    """The runtime cannot be used on this node (its engine does not answer)."""
+
+
+@dataclasses.dataclass
+class DockerHandle:
+    container_id: str             # Gaia's id
+    docker_id: str                # the engine's
+    pid: int = 0                  # as last seen running: reported while the engine is away
+    started_at: float = 0.0
+
+
+def engine_name(container_id: str) -> str:
+    return NAME_PREFIX + container_id
+
+
+def parse_time(text: str) -> float:
+    """The engine's RFC 3339 times (nanoseconds, 'Z') as unix seconds; 0 for its zero time."""
+    if not text or text.startswith("0001-01-01"):
+        return 0.0
+    head, _, frac = text.rstrip("Z").partition(".")
+    zone = ""
+    for sign in ("+", "-"):   # an offset instead of Z
+        if sign in frac:
+            frac, zone = frac.split(sign, 1)[0], sign + frac.split(sign, 1)[1]
+    when = datetime.datetime.fromisoformat(head + (zone or "+00:00"))
+    return when.timestamp() + (float("0." + frac) if frac else 0.0)
+
+
+class DockerDriver:
+    name = "docker"
+
+    def __init__(self, dirs, cgroups=None, docker_host: str = "", cgroup_parent: str = "gaia",
+                 cgroup_root: str = "/sys/fs/cgroup"):
+        import docker  # here, so a node without the SDK still runs the process driver
+        self.errors = docker.errors
+        self.dirs = dirs
+        self.cgroups = cgroups
+        self.parent = cgroup_parent.strip("/")
+        self.cgroup_root = cgroup_root
+        try:
+            self.client = (docker.DockerClient(base_url=docker_host, timeout=API_TIMEOUT) if docker_host
+                           else docker.from_env(timeout=API_TIMEOUT))
+            self.api = self.client.api
+            info = self.api.info()
+        except Exception as e:  # DockerException, connection refused, missing socket...
+            raise DriverUnavailable(f"the Docker engine at {docker_host or 'its default address'} "
+                                    f"does not answer: {e}") from None
+        self.cgroup_driver = info.get("CgroupDriver", "cgroupfs")
+        self.cgroup_version = "v" + str(info.get("CgroupVersion") or "1")
+        self.live_restore = bool(info.get("LiveRestoreEnabled"))
+        if not self.live_restore:
+            log.warning("the Docker engine runs without --live-restore: restarting it stops every container")
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(host_network=True, network_namespaces=True, images=True,
+                            cgroups=self.cgroup_version, memory_limits=True, cpu_limits=True)
+
+    def validate(self, spec) -> None:
+        if not spec.image:
+            raise SpecError("spec.image", "required for the docker driver")
+        if spec.namespaces:
+            raise SpecError("spec.namespaces", "the docker driver always gives a container its own pid, mount, "
+                                               "uts and ipc namespaces; the list is for the process driver")
+
+    # ---- start ----
+
+    def start(self, spec, env: dict, host_ports: dict, netns: str = "") -> DockerHandle:
+        """Create and start; on any failure nothing is left (no engine container, no cgroup).
+        `netns` is not joined: the network hooks wire the container's own namespace by pid."""
+        self._require_image(spec.image)
+        self._remove_stale(spec.container_id)
+        cgroup_parent = self._cgroup_parent(spec)
+        docker_id = ""
+        try:
+            host_config = self.api.create_host_config(
+                network_mode="host" if spec.host_network else "none", cgroup_parent=cgroup_parent,
+                log_config=LOG_CONFIG, **self._resources(spec))
+            created = self.api.create_container(
+                spec.image, command=expand_args(spec.command, env) or None, name=engine_name(spec.container_id),
+                environment=env, working_dir=self._workdir(spec), labels=self._labels(spec),
+                host_config=host_config, detach=True, stdin_open=False, tty=False)
+            docker_id = created["Id"]
+            self.api.start(docker_id)
+        except self.errors.APIError as e:
+            self._discard(spec.container_id, docker_id)
+            raise StartFailed(f"the Docker engine refused {spec.image!r}: {e.explanation or e}") from None
+        except Exception as e:  # the engine went away mid-start: leave nothing half-made behind
+            self._discard(spec.container_id, docker_id)
+            raise StartFailed(f"the Docker engine failed to start {spec.image!r}: {e}") from None
+        return DockerHandle(spec.container_id, docker_id)
+
+    def _require_image(self, image: str):
+        try:
+            self.api.inspect_image(image)
+        except self.errors.ImageNotFound:
+            raise StartFailed(f"image {image!r} does not exist on this node's Docker engine") from None
+        except self.errors.APIError as e:
+            raise StartFailed(f"image {image!r}: {e.explanation or e}") from None
+
+    def _remove_stale(self, container_id: str):
+        """An engine container of this id that the node does not know of (it died mid-start)."""
+        try:
+            self.api.remove_container(engine_name(container_id), force=True)
+        except self.errors.NotFound:
+            pass
+
+    def _cgroup_parent(self, spec) -> str:
+        if self.cgroup_driver == "systemd":
+            return f"{self.parent.replace('/', '-')}.slice"
+        if self.cgroups is not None:
+            try:
+                self.cgroups.create(spec.container_id, Limits.from_requirements(spec.resources))
+            except OSError as e:
+                self.cgroups.remove(spec.container_id)
+                raise StartFailed(f"cannot set up the {self.cgroups.version} cgroup: {e}") from None
+        return f"/{self.parent}/{spec.container_id}"
+
+    @staticmethod
+    def _resources(spec) -> dict:
+        request, limit = spec.resources.request, spec.resources.limit
+        out = {}
+        if limit.memory_bytes:
+            out["mem_limit"] = limit.memory_bytes
+            out["memswap_limit"] = limit.memory_bytes   # no swap beyond the limit
+        if request.memory_bytes:
+            out["mem_reservation"] = request.memory_bytes
+        if request.cpu_millis:
+            out["cpu_shares"] = max(2, request.cpu_millis * 1024 // 1000)
+        if limit.cpu_millis:
+            out["cpu_period"] = 100_000
+            out["cpu_quota"] = max(1_000, limit.cpu_millis * 100)
+        return out
+
+    @staticmethod
+    def _workdir(spec) -> Optional[str]:
+        if not spec.workdir:
+            return None
+        return spec.workdir if spec.workdir.startswith("/") else "/" + spec.workdir
+
+    def _labels(self, spec) -> dict:
+        return {LABEL_CONTAINER: spec.container_id, LABEL_APP: spec.app_name, LABEL_INSTANCE: spec.instance_id,
+                LABEL_PARENT: self.parent}
+
+    def _discard(self, container_id: str, docker_id: str):
+        try:
+            self.api.remove_container(docker_id or engine_name(container_id), force=True)
+        except Exception:  # not created, or the engine is gone: nothing more can be done here
+            pass
+        self._remove_cgroup(container_id)
+
+    def _remove_cgroup(self, container_id: str):
+        """Gaia's cgroup of the container, once the engine's leaf in it is gone (bounded wait)."""
+        if self.cgroups is None or self.cgroup_driver == "systemd":
+            return
+        deadline = time.monotonic() + CGROUP_REMOVE_WAIT
+        while not self.cgroups.remove(container_id) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # runc made <parent>/<container_id> in every v1 hierarchy (cpuset, devices, freezer...),
+        # not only in those Gaia manages, and removes only its own leaf below it.
+        try:
+            hierarchies = os.listdir(self.cgroup_root)
+        except OSError:
+            return
+        for hierarchy in hierarchies:
+            try:
+                os.rmdir(os.path.join(self.cgroup_root, hierarchy, self.parent, container_id))
+            except OSError:  # absent, not a directory, or still busy: nothing to do or to wait for
+                pass
+
+    # ---- status ----
+
+    def status(self, handle: DockerHandle) -> TaskStatus:
+        try:
+            info = self.api.inspect_container(handle.docker_id)
+        except self.errors.NotFound:
+            return TaskStatus(running=False, exit_code=-1, finished_at=time.time(), lost=True,
+                              message="the Docker engine no longer knows the container")
+        except Exception as e:  # the engine restarts (live-restore keeps the container): unchanged
+            if not handle.pid:
+                raise
+            log.debug("engine unreachable for %s: %s", handle.container_id, e)
+            return TaskStatus(running=True, pid=handle.pid, started_at=handle.started_at)
+        task = self._task_status(info["State"])
+        if task.running:
+            handle.pid, handle.started_at = task.pid, task.started_at
+        return task
+
+    @staticmethod
+    def _task_status(st: dict) -> TaskStatus:
+        started = parse_time(st.get("StartedAt", ""))
+        if st.get("Running") or st.get("Restarting"):
+            return TaskStatus(running=True, pid=st.get("Pid") or 0, started_at=started)
+        code = st.get("ExitCode", 0)
+        if st.get("Status") == "created":   # the node manager died between create and start
+            return TaskStatus(running=False, exit_code=-1, finished_at=time.time(),
+                              message="created but never started")
+        if st.get("Error"):
+            message = st["Error"]
+        elif st.get("OOMKilled"):
+            message = f"killed by the kernel for memory (exit {code})"
+        else:
+            message = f"exited with code {code}"
+        # The engine stamps StartedAt after runc returns, so a process that exits at once can
+        # show a FinishedAt a fraction of a millisecond earlier: never report an end before a start.
+        finished = parse_time(st.get("FinishedAt", ""))
+        return TaskStatus(running=False, started_at=started, exit_code=code,
+                          finished_at=max(finished, started) if finished else 0.0, message=message)
+
+    # ---- stop and clean-up ----
+
+    def stop(self, handle: DockerHandle, grace: float) -> TaskStatus:
+        """The engine sends SIGTERM, then SIGKILL after `grace` (whole seconds, rounded up)."""
+        seconds = max(0, math.ceil(grace))
+        try:
+            self.api.stop(handle.docker_id, timeout=seconds)
+            self.api.wait(handle.docker_id, timeout=seconds + STOP_EXTRA_WAIT)
+        except self.errors.NotFound:
+            pass
+        except Exception as e:  # a timeout: report what the engine says now
+            log.warning("container %s did not stop in time: %s", handle.container_id, e)
+        return self.status(handle)
+
+    def release(self, handle: DockerHandle) -> None:
+        """Keep its output beside the node's record, then let the engine and the cgroup go."""
+        try:
+            self._copy_logs(handle)
+            self.api.remove_container(handle.docker_id, force=True)
+        except self.errors.NotFound:
+            pass
+        except Exception as e:  # the engine is away: the container stays for a later clean-up
+            log.warning("container %s: could not remove its engine container: %s", handle.container_id, e)
+        self._remove_cgroup(handle.container_id)
+
+    def _copy_logs(self, handle: DockerHandle):
+        for stream in (state.STDOUT, state.STDERR):
+            path = self.dirs.path(handle.container_id, stream)
+            if os.path.exists(path):
+                continue  # copied before (a release repeated after a restart)
+            tmp = path + ".tmp"
+            chunks = self.api.logs(handle.docker_id, stdout=stream == state.STDOUT,
+                                   stderr=stream == state.STDERR, stream=True, follow=False)
+            with open(tmp, "wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+            os.replace(tmp, path)
+
+    # ---- logs (gaia_node/logs.py reads through these) ----
+
+    def has_engine_logs(self, handle: DockerHandle) -> bool:
+        """True while the engine holds the output (the container was not released yet)."""
+        return not all(os.path.exists(self.dirs.path(handle.container_id, s)) for s in (state.STDOUT, state.STDERR))
+
+    def engine_logs(self, handle: DockerHandle, stream: str, follow: bool, timestamps: bool = False,
+                    since: float = None):
+        """An iterator of raw bytes of one stream (stdout | stderr) from the engine."""
+        return self.api.logs(handle.docker_id, stdout=stream == state.STDOUT, stderr=stream == state.STDERR,
+                             stream=True, follow=follow, timestamps=timestamps, since=since)
+
+    # ---- restart of the node manager ----
+
+    def handle_state(self, handle: DockerHandle) -> dict:
+        return dataclasses.asdict(handle)
+
+    def recover(self, saved: dict) -> Optional[DockerHandle]:
+        container_id = saved["container_id"]
+        for ref in (saved.get("docker_id"), engine_name(container_id)):
+            if not ref:
+                continue
+            try:
+                info = self.api.inspect_container(ref)
+            except self.errors.NotFound:
+                continue
+            if (info.get("Config") or {}).get("Labels", {}).get(LABEL_CONTAINER) == container_id:
+                return DockerHandle(container_id, info["Id"])
+        return None

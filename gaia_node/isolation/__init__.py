@@ -1,0 +1,1 @@
+"""Per-container isolation that lives outside the cgroups package: one module per concern."""

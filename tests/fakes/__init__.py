@@ -1,0 +1,1 @@
+"""Test doubles that model real systems strictly enough to catch wrong use."""
