@@ -22,9 +22,9 @@ def container_spec(record: types_pb2.AppRecord, instance_id: str, counter: int) 
     out = types_pb2.ContainerSpec(
         container_id=container_id(record.app_id, instance_id, counter), app_id=record.app_id,
         app_name=spec.name, instance_id=instance_id, driver=spec.driver, image=spec.image,
-        # user containers get a network namespace of their own on the node (AMs, started by the
-        # master, keep the host's)
-        workdir=spec.workdir, host_network=False, priority=spec.priority)
+        # user containers get a network namespace of their own on the node unless the app asks
+        # for the host's (AMs, started by the master, always share the host's)
+        workdir=spec.workdir, host_network=spec.network == "host", priority=spec.priority)
     out.command.extend(spec.command)
     out.env.update(spec.env)
     out.resources.CopyFrom(spec.resources)

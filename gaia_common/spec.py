@@ -35,8 +35,10 @@ RESOURCE_FIELDS = {
     "gpu_share": ("gpu_share", int, 100 * 64),
     "gpu_memory": ("gpu_memory_bytes", quantity.byte_count, 64 * 2**40),
 }
+UNCAPPED_BY_DEFAULT = {"cpu"}
 TOP_FIELDS = {"name", "pool", "priority", "instances", "kind", "driver", "command", "image",
-              "env", "resources", "ports", "retry_times", "migrate_times", "workdir"}
+              "env", "resources", "ports", "retry_times", "migrate_times", "workdir", "network"}
+NETWORKS = ("", "namespace", "host")    # "" = namespace: an instance's own network namespace
 
 
 class SpecError(ValueError):
@@ -73,6 +75,7 @@ def from_dict(doc) -> types_pb2.AppSpec:
         driver=_text(doc, "driver") or "process",
         image=_text(doc, "image"),
         workdir=_text(doc, "workdir"),
+        network=_text(doc, "network"),
         retry_times=_int(doc, "retry_times", 3, 0, MAX_RETRIES),
         migrate_times=_int(doc, "migrate_times", 3, 0, MAX_RETRIES),
     )
@@ -104,6 +107,8 @@ def validate(spec: types_pb2.AppSpec) -> types_pb2.AppSpec:
         raise SpecError("command", "too long")
     if spec.workdir and (".." in spec.workdir.split("/")):
         raise SpecError("workdir", "must not contain '..'")
+    if spec.network not in NETWORKS:
+        raise SpecError("network", f"{spec.network!r} must be namespace (the default) or host")
     for i in (spec.retry_times, spec.migrate_times):
         if not 0 <= i <= MAX_RETRIES:
             raise SpecError("retry_times" if i == spec.retry_times else "migrate_times",
@@ -205,7 +210,9 @@ def _requirements(value) -> types_pb2.ResourceRequirements:
     request = _resources(value.get("request"), "resources.request")
     limit = _resources(value.get("limit"), "resources.limit")
     for key, (attr, _, _) in RESOURCE_FIELDS.items():
-        if not getattr(limit, attr):  # an unset limit means the limit is the request
+        # An unset limit means the limit is the request; except for cpu, where no limit means
+        # no quota: the container may use idle cpu beyond its request (its weight still holds).
+        if not getattr(limit, attr) and key not in UNCAPPED_BY_DEFAULT:
             setattr(limit, attr, getattr(request, attr))
     return types_pb2.ResourceRequirements(request=request, limit=limit)
 

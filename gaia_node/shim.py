@@ -9,10 +9,12 @@ child's process group itself.
 
 Namespaces: launch.json may name a network namespace to join ("netns", a path the node's
 network hook made) and extra namespaces to create ("namespaces": pid, mount, uts, ipc). The
-shim enters them itself before it starts the command, so a failure is recorded with its
-reason; only mounting /proc for a new pid namespace happens in the child, which is that
-namespace's first process (pid 1: like any init it ignores signals it has no handler for,
-so a stop that SIGTERMs it escalates to SIGKILL after the grace period).
+shim enters the network, uts and ipc ones itself before it starts the command, so a failure
+is recorded with its reason; a new pid namespace takes effect for its child, which is that
+namespace's first process; the mount namespace is made by the child (between fork and exec)
+with a /proc of its own pid namespace, so the shim keeps the host's /proc to watch it.
+As a pid namespace's init, the child ignores signals it has no handler for: a stop that
+SIGTERMs it escalates to SIGKILL after the grace period.
 
 Only the standard library and psutil: the shim is on every container's start path (ctypes,
 for setns/unshare on Python 3.11, only when a namespace is asked for).
@@ -81,23 +83,24 @@ class Monitor:
     def _spawn(self) -> subprocess.Popen:
         procs_files = list(self.launch.get("cgroup_procs") or [])
         extra = set(self.launch.get("namespaces") or ())
-        enter_namespaces(self.launch.get("netns") or "", extra)
-        mount_proc = {"pid", "mount"} <= extra
+        # The mount namespace is the child's alone: the shim keeps the host's /proc to watch it.
+        enter_namespaces(self.launch.get("netns") or "", extra - {"mount"})
+        own_mounts = "mount" in extra
 
         def join_cgroups():
             # Runs in the child between fork and exec: the command starts inside its limits.
             for path in procs_files:
                 with open(path, "w") as f:
                     f.write(str(os.getpid()))
-            if mount_proc:  # the child is the new pid namespace's init: /proc should show it
-                _libc_call("mount", b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+            if own_mounts:
+                enter_mount_namespace(mount_proc="pid" in extra)
 
         with open(os.path.join(self.directory, state.STDOUT), "ab") as out, \
                 open(os.path.join(self.directory, state.STDERR), "ab") as err:
             return subprocess.Popen(self.launch["command"], env=self.launch["env"], cwd=self.launch["cwd"],
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=err, close_fds=True,
                                     start_new_session=True,
-                                    preexec_fn=join_cgroups if procs_files or mount_proc else None)
+                                    preexec_fn=join_cgroups if procs_files or own_mounts else None)
 
     def _forward(self, signum, _frame):
         """A signal to the shim is meant for the container: pass it to the child's group."""
@@ -149,8 +152,15 @@ def enter_namespaces(netns: str, extra: set) -> None:
         flags |= NAMESPACE_FLAGS[name]
     if flags:
         _libc_call("unshare", flags)
-    if "mount" in extra:  # mounts made inside stay inside
-        _libc_call("mount", b"none", b"/", None, MS_REC | MS_PRIVATE, None)
+
+
+def enter_mount_namespace(mount_proc: bool) -> None:
+    """In the child: a mount namespace of its own whose mounts stay inside, with a /proc of
+    its own pid namespace when it has one (it is then that namespace's first process)."""
+    _libc_call("unshare", CLONE_NEWNS)
+    _libc_call("mount", b"none", b"/", None, MS_REC | MS_PRIVATE, None)
+    if mount_proc:
+        _libc_call("mount", b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
 
 
 if __name__ == "__main__":

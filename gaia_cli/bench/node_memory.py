@@ -235,25 +235,30 @@ def sweep_cgroups(cgroups) -> None:
             pass
 
 
-def emc_figures(budget_mib: int = 800) -> dict:
+def emc_figures(budget_mib: int = 800, etcd_endpoint: str = None) -> dict:
     """The EMC scenario with elastic memory and with hard limits only, on this machine (root).
 
     {"swap_bytes", "emc": {...}, "hard_limits": {...}}: for each, which containers were killed
     (and by whom: the node's reclaim or the kernel's OOM killer), how many, the bytes borrowed
-    beyond requests while the owners idled, the reclaim events by kind, and the kill order."""
+    beyond requests while the owners idled, the reclaim events by kind, and the kill order.
+    Uses the etcd at `etcd_endpoint`, or starts one of its own. About 15 s."""
     from gaia_common.etcd import EtcdServer
     work = tempfile.mkdtemp(prefix="gaia-bench-emc-")
-    os.makedirs(os.path.join(work, "etcd"))
-    etcd = EtcdServer(data_dir=os.path.join(work, "etcd"), name="gaia-bench-emc").start()
+    etcd = None
     try:
+        if etcd_endpoint is None:
+            os.makedirs(os.path.join(work, "etcd"))
+            etcd = EtcdServer(data_dir=os.path.join(work, "etcd"), name="gaia-bench-emc").start()
+            etcd_endpoint = etcd.endpoint
         out = {"swap_bytes": swap_bytes()}
         for key, emc in (("emc", True), ("hard_limits", False)):
             run_dir = os.path.join(work, key)
             os.makedirs(run_dir)
-            out[key] = Scenario(etcd.endpoint, run_dir, emc=emc, budget_mib=budget_mib).run()
+            out[key] = Scenario(etcd_endpoint, run_dir, emc=emc, budget_mib=budget_mib).run()
         return out
     finally:
-        etcd.stop()
+        if etcd is not None:
+            etcd.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 

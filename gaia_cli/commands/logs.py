@@ -1,4 +1,5 @@
 """gaia logs APP[/INSTANCE]: an instance's stdout and stderr, through the master (never a node)."""
+import os
 import sys
 
 import click
@@ -37,3 +38,5 @@ def logs(ctx, target, follow, tail_bytes):
             out.flush()
     except KeyboardInterrupt:  # the usual way to end a follow
         pass
+    except BrokenPipeError:    # `gaia logs app | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit

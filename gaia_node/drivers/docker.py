@@ -98,6 +98,24 @@ class DockerDriver:
         self.live_restore = bool(info.get("LiveRestoreEnabled"))
         if not self.live_restore:
             log.warning("the Docker engine runs without --live-restore: restarting it stops every container")
+        try:
+            self._remove_orphans()
+        except Exception:  # a clean-up: never a reason not to run
+            log.exception("could not look for orphaned engine containers")
+
+    def _remove_orphans(self):
+        """Engine containers of this node (its cgroup parent label) that the node no longer
+        knows (no container directory: it was removed while the engine could not be told)."""
+        for found in self.api.containers(all=True, filters={"label": f"{LABEL_PARENT}={self.parent}"}):
+            container_id = (found.get("Labels") or {}).get(LABEL_CONTAINER, "")
+            try:
+                known = os.path.isdir(self.dirs.path(container_id))
+            except ValueError:
+                known = False
+            if not known:
+                log.warning("removing engine container %s: no Gaia container %r on this node",
+                            found["Id"][:12], container_id)
+                self._discard(container_id, found["Id"])
 
     def capabilities(self) -> Capabilities:
         return Capabilities(host_network=True, network_namespaces=True, images=True,
@@ -115,20 +133,14 @@ class DockerDriver:
     def start(self, spec, env: dict, host_ports: dict, netns: str = "") -> DockerHandle:
         """Create and start; on any failure nothing is left (no engine container, no cgroup).
         `netns` is not joined: the network hooks wire the container's own namespace by pid."""
-        self._require_image(spec.image)
-        self._remove_stale(spec.container_id)
         cgroup_parent = self._cgroup_parent(spec)
         docker_id = ""
         try:
-            host_config = self.api.create_host_config(
-                network_mode="host" if spec.host_network else "none", cgroup_parent=cgroup_parent,
-                log_config=LOG_CONFIG, **self._resources(spec))
-            created = self.api.create_container(
-                spec.image, command=expand_args(spec.command, env) or None, name=engine_name(spec.container_id),
-                environment=env, working_dir=self._workdir(spec), labels=self._labels(spec),
-                host_config=host_config, detach=True, stdin_open=False, tty=False)
-            docker_id = created["Id"]
+            docker_id = self._create(spec, env, cgroup_parent)
             self.api.start(docker_id)
+        except self.errors.ImageNotFound:
+            self._discard(spec.container_id, docker_id)
+            raise StartFailed(f"image {spec.image!r} does not exist on this node's Docker engine") from None
         except self.errors.APIError as e:
             self._discard(spec.container_id, docker_id)
             raise StartFailed(f"the Docker engine refused {spec.image!r}: {e.explanation or e}") from None
@@ -137,20 +149,23 @@ class DockerDriver:
             raise StartFailed(f"the Docker engine failed to start {spec.image!r}: {e}") from None
         return DockerHandle(spec.container_id, docker_id)
 
-    def _require_image(self, image: str):
+    def _create(self, spec, env: dict, cgroup_parent: str) -> str:
+        """The engine's container, not started. Two calls at most on the way to running (create,
+        start) keeps the start as quick as the engine's own `docker run`."""
+        host_config = self.api.create_host_config(
+            network_mode="host" if spec.host_network else "none", cgroup_parent=cgroup_parent,
+            log_config=LOG_CONFIG, **self._resources(spec))
+        request = dict(image=spec.image, command=expand_args(spec.command, env) or None,
+                       name=engine_name(spec.container_id), environment=env, working_dir=self._workdir(spec),
+                       labels=self._labels(spec), host_config=host_config, detach=True, stdin_open=False, tty=False)
         try:
-            self.api.inspect_image(image)
-        except self.errors.ImageNotFound:
-            raise StartFailed(f"image {image!r} does not exist on this node's Docker engine") from None
+            return self.api.create_container(**request)["Id"]
         except self.errors.APIError as e:
-            raise StartFailed(f"image {image!r}: {e.explanation or e}") from None
-
-    def _remove_stale(self, container_id: str):
-        """An engine container of this id that the node does not know of (it died mid-start)."""
-        try:
-            self.api.remove_container(engine_name(container_id), force=True)
-        except self.errors.NotFound:
-            pass
+            if e.status_code != 409:
+                raise
+        # 409: the name is taken by a container the node does not know of (it died mid-start)
+        self.api.remove_container(engine_name(spec.container_id), force=True)
+        return self.api.create_container(**request)["Id"]
 
     def _cgroup_parent(self, spec) -> str:
         if self.cgroup_driver == "systemd":
@@ -275,7 +290,8 @@ class DockerDriver:
             self.api.remove_container(handle.docker_id, force=True)
         except self.errors.NotFound:
             pass
-        except Exception as e:  # the engine is away: the container stays for a later clean-up
+        except Exception as e:  # the engine is away: its output stays readable there; once the
+            # container is removed from the node, the next start of the node removes it from the engine
             log.warning("container %s: could not remove its engine container: %s", handle.container_id, e)
         self._remove_cgroup(handle.container_id)
 

@@ -96,7 +96,7 @@ class MemoryReclaimer:
             self._kill(action, after)
 
     def _node(self, members) -> str:
-        return f"node holds {policy._mib(policy.total(members))} of its {policy._mib(self.budget.budget)} budget"
+        return f"node holds {policy.mib(policy.total(members))} of its {policy.mib(self.budget.budget)} budget"
 
     def _squeeze(self, action: policy.Action, members):
         cid = action.container_id
@@ -109,8 +109,8 @@ class MemoryReclaimer:
             return
         result = "" if reached else "; the rest is not reclaimable (anonymous memory)"
         self.events.record("reclaim.squeeze", cid,
-                           f"ceiling lowered to {policy._mib(action.ceiling)}: {policy._mib(before)} -> "
-                           f"{policy._mib(after)} ({action.why}; {self._node(members)}){result}")
+                           f"ceiling lowered to {policy.mib(action.ceiling)}: {policy.mib(before)} -> "
+                           f"{policy.mib(after)} ({action.why}; {self._node(members)}){result}")
 
     def _kill(self, action: policy.Action, members):
         reason = f"{EVICT_REASON} ({action.why}; {self._node(members)})"
@@ -127,7 +127,7 @@ class MemoryReclaimer:
             log.info("could not give %s its memory back: %s", action.container_id, e)
             return
         if action.ceiling is None or action.why.startswith("pressure over"):
-            shown = "no limit" if action.ceiling is None else policy._mib(action.ceiling)
+            shown = "no limit" if action.ceiling is None else policy.mib(action.ceiling)
             self.events.record("reclaim.restore", action.container_id, f"ceiling back to {shown}")
         else:
             log.debug("%s: ceiling raised to %d (%s)", action.container_id, action.ceiling, action.why)
@@ -146,8 +146,10 @@ def memory_meter(cgroups):
 
 
 class OomReport:
-    """A task hook: a container the kernel OOM-killed at its own (or squeezed) ceiling says so,
-    in its status message and the node's events, instead of a bare "killed by SIGKILL"."""
+    """A task hook: a container the kernel OOM-killed says so, in its status message and the
+    node's events, instead of a bare "killed by SIGKILL". At its own limit that is the user's
+    doing (retries are charged); at a ceiling elastic memory had lowered, the platform's
+    (platform_reason set: the AM retries it without charging retry_times)."""
     name = "memory"
 
     def __init__(self, cgroups, events):
@@ -164,14 +166,24 @@ class OomReport:
         pass
 
     def poststop(self, ctx) -> None:
+        cid = ctx.spec.container_id
         try:  # runs before the driver removes the cgroup
-            kills = self.cgroups.oom_kills(ctx.spec.container_id)
+            kills = self.cgroups.oom_kills(cid)
+            ceiling = self.cgroups.memory_ceiling(cid) if kills else None
         except (OSError, ValueError):
             return
-        if kills:
+        if not kills:
+            return
+        _, limit = _request_limit(ctx.spec)
+        squeezed = ceiling is not None and (limit is None or ceiling < limit)
+        if squeezed:  # it died at a ceiling the node lowered: the node's doing, not the user's
+            note = f"OOM-killed by the kernel at its squeezed memory ceiling of {policy.mib(ceiling)}"
+            if not ctx.status.platform_reason:
+                ctx.status.platform_reason = f"{EVICT_REASON} ({note})"
+        else:
             note = f"OOM-killed by the kernel at its memory limit ({kills} process(es))"
-            ctx.status.message = f"{ctx.status.message}; {note}" if ctx.status.message else note
-            self.events.record("memory.oom", ctx.spec.container_id, note)
+        ctx.status.message = f"{ctx.status.message}; {note}" if ctx.status.message else note
+        self.events.record("memory.oom", cid, note)
 
 
 # ---- what hooks/registry.py registers (only where the node has cgroups) ----

@@ -86,8 +86,8 @@ def plan_squeezes(members, budget: Budget, psi: float = 0.0) -> list:
         if give < MIN_SQUEEZE:
             continue
         actions.append(Action("squeeze", m.container_id, ceiling=m.usage - give, frees=give,
-                              why=f"{_mib(m.borrowed)} over its request of {_mib(m.request)}, "
-                                  f"{_mib(m.file)} of it page cache"))
+                              why=f"{mib(m.borrowed)} over its request of {mib(m.request)}, "
+                                  f"{mib(m.file)} of it page cache"))
         wanted -= give
     return actions
 
@@ -101,8 +101,8 @@ def plan_kills(members, budget: Budget, psi: float = 0.0) -> list:
         if m.borrowed <= KILL_TOLERANCE:
             continue
         actions.append(Action("kill", m.container_id, frees=m.usage,
-                              why=f"priority {m.priority}, {_mib(m.borrowed)} over its request of "
-                                  f"{_mib(m.request)} that squeezing could not take back"))
+                              why=f"priority {m.priority}, {mib(m.borrowed)} over its request of "
+                                  f"{mib(m.request)} that squeezing could not take back"))
         wanted -= m.usage
     return actions
 
@@ -127,5 +127,5 @@ def plan_restores(members, budget: Budget, psi: float = 0.0) -> list:
     return actions
 
 
-def _mib(n: int) -> str:
+def mib(n: int) -> str:
     return f"{n / MIB:.0f}Mi"

@@ -6,6 +6,7 @@ every namespace, link and nftables table made here is removed by a finalizer, fa
 """
 import os
 import random
+import shutil
 import subprocess
 import sys
 import uuid
@@ -102,9 +103,7 @@ def _master(ifname: str) -> str:
 def teardown_network(cfg: NodeConfig):
     network_hook.sweep(cfg)
     network_hook.remove_bridge(cfg)
-    plan = NetworkPlan.from_config(cfg)
-    import shutil
-    shutil.rmtree(plan.ipam_dir, ignore_errors=True)
+    shutil.rmtree(NetworkPlan.from_config(cfg).ipam_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 from gaia_cli.procs import cgroup_dirs, remove_cgroups
 from gaia_common.pb import node_pb2, types_pb2
 from gaia_node.drivers.docker import LABEL_PARENT
+from gaia_node.network import hook as network_hook
 from tests.integration.docker_support import busybox_image, docker_client, remove_labelled  # noqa: F401
 from tests.integration.node_harness import REAL_V1, NodeHarness, node_cfg, wait_for  # noqa: F401
 
@@ -31,6 +32,7 @@ def dnode(node_cfg, etcd, docker_client, busybox_image):
         remove_labelled(docker_client, LABEL_PARENT, node_cfg.cgroup_parent)
         harness.clean_up()
         remove_cgroups(node_cfg.cgroup_parent)   # the hierarchies only the engine uses (cpuset...)
+        network_hook.sweep(node_cfg)             # namespaces the node named after its containers
 
 
 def bb(node, name="web", command=("sleep", "30"), host_network=True, **kw):
@@ -122,6 +124,26 @@ def test_missing_image_is_a_clear_error_and_leaves_nothing(dnode, docker_client)
         assert not os.path.exists(dnode.cgroup_dir("memory", spec.container_id))
 
 
+def test_a_stale_engine_container_of_the_same_id_is_replaced(dnode, docker_client):
+    """Left by a node manager that died between the engine's create and its own record."""
+    spec = bb(dnode, name="stale")
+    docker_client.api.create_container(dnode.image, ["sleep", "30"], name=f"gaia-{spec.container_id}",
+                                       labels={LABEL_PARENT: dnode.cfg.cgroup_parent})
+    status = dnode.start_container(spec)
+    assert status.state == S.CONTAINER_STATE_RUNNING, status.message
+    assert len(engine_containers(docker_client, dnode.cfg.cgroup_parent)) == 1
+
+
+def test_engine_containers_the_node_forgot_are_removed_at_start(dnode, docker_client):
+    orphan = docker_client.api.create_container(dnode.image, ["sleep", "30"], name=f"gaia-{dnode.cfg.id}-orphan",
+                                                labels={LABEL_PARENT: dnode.cfg.cgroup_parent,
+                                                        "io.gaia.container-id": "gone-id.0.1"})
+    docker_client.api.start(orphan["Id"])
+    dnode.stop()
+    dnode.start()
+    assert engine_containers(docker_client, dnode.cfg.cgroup_parent) == []
+
+
 def test_refuses_what_it_cannot_honour(dnode):
     spec = bb(dnode, name="ns", namespaces=["pid"])
     with pytest.raises(grpc.RpcError) as err:
@@ -130,6 +152,9 @@ def test_refuses_what_it_cannot_honour(dnode):
     with pytest.raises(grpc.RpcError) as err:
         dnode.start_container(dnode.spec(name="noimage", driver="docker"))
     assert "spec.image" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        logs(dnode, "nosuch-id.0.1")
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 def test_recovered_after_a_node_manager_restart(dnode):

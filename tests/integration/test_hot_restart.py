@@ -24,6 +24,7 @@ from gaia_common.config import NodeConfig
 from gaia_common.keys import Keys
 from gaia_common.pb import node_pb2, node_pb2_grpc, types_pb2
 from gaia_node import procs, state
+from gaia_node.network import hook as network_hook
 from tests.integration.docker_support import PrivateEngine, import_busybox
 from tests.integration.harness import ROOT, wait_for
 from tests.integration.node_harness import REAL_V1, NodeHarness
@@ -109,11 +110,16 @@ class NodeProcess:
         self.channel.close()
 
 
+OWN_NETWORK = {"p0", "p1", "d0"}   # a few in network namespaces of their own, re-adopted with them
+
+
 def spec(cluster, name, command, driver="process", image=""):
-    """On the host network: the subject is restart; container networking has its own tests."""
+    """Mostly on the host network: the subject is restart (container networking has its own
+    tests), and a node sets up namespaces one at a time."""
     app_id = f"{name}-id"
     return S.ContainerSpec(container_id=f"{app_id}.0.1", app_id=app_id, app_name=name, instance_id="0",
-                           driver=driver, image=image, command=command, cluster=cluster, host_network=True)
+                           driver=driver, image=image, command=command, cluster=cluster,
+                           host_network=name not in OWN_NETWORK)
 
 
 def wait_until_flag(path: str, code: int) -> list:
@@ -144,6 +150,7 @@ def test_kill9_ten_times_and_a_docker_restart(tmp_path, etcd_server, etcd, clust
         assert node.report().info.drivers == sorted(drivers)
         first = {s.container_id: node.start_container(s) for s in specs}
         assert all(st.state == S.CONTAINER_STATE_RUNNING for st in first.values()), first
+        assert all(first[s.container_id].container_ip for s in specs if not s.host_network)
         created = {cid: psutil.Process(st.pid).create_time() for cid, st in first.items()}
 
         def check(exited: set):
@@ -156,6 +163,7 @@ def test_kill9_ten_times_and_a_docker_restart(tmp_path, etcd_server, etcd, clust
                 assert st.state == S.CONTAINER_STATE_RUNNING, st
                 assert (st.pid, st.started_at) == (before.pid, before.started_at), f"{cid} restarted"
                 assert psutil.Process(st.pid).create_time() == created[cid]
+                assert st.container_ip == before.container_ip
             for s in specs:   # the registry: container status and service entries, under the new lease
                 value, _ = etcd.get(keys.container(s.app_id, s.container_id))
                 assert value is not None, f"status key of {s.container_id} missing"
@@ -192,6 +200,7 @@ def test_kill9_ten_times_and_a_docker_restart(tmp_path, etcd_server, etcd, clust
     finally:
         node.close()
         harness = NodeHarness(NodeConfig(**cfg), etcd)
+        network_hook.sweep(harness.cfg)   # the node was killed: no poststop unwired its namespaces
         if engine:
             for c in engine.client.api.containers(all=True):
                 engine.client.api.remove_container(c["Id"], force=True)

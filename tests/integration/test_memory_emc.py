@@ -37,11 +37,13 @@ def test_emc_borrowers_borrow_then_give_back_under_pressure(outcomes):
     assert emc["events_while_borrowing"] == 0            # while the owners idled, borrowing was free
     assert emc["borrowed_bytes"] > 400 * MI
     assert emc["reclaim_events"]["squeeze"] >= 1 and emc["reclaim_events"]["kill"] >= 1   # pressure happened
-    # the page-cache borrower shrank to its request and lives, though its priority is the lowest
+    # the page-cache borrower shrank to about its request and lives, though its priority is the lowest
     cache = c["cache-p1"]
     assert cache["state"] == "CONTAINER_STATE_RUNNING" and not cache["ended_by"]
     assert cache["usage_borrowing"] > cache["request_bytes"] + 64 * MI
-    assert cache["usage_final"] <= cache["request_bytes"]
+    # (to within what a squeeze leaves: give-backs under 4Mi are not worth one)
+    assert cache["usage_final"] <= cache["request_bytes"] + 8 * MI, cache
+    assert cache["usage_borrowing"] - cache["usage_final"] >= 80 * MI
     # anonymous borrowers: killed by the node, lowest priority first, only as many as needed
     assert emc["kill_order"] == ["anon-p2", "anon-p4"]
     assert all(c[n]["ended_by"] == "reclaim" for n in emc["kill_order"])

@@ -62,3 +62,23 @@ def test_port_taken_is_refused_and_leaves_nothing(net_node_factory):
             assert "in use" in str(e)
     assert node.report().containers == []
     assert leftovers(node.cfg) == {"netns": [], "addresses": [], "classes": [], "ports": {}, "veths": []}
+
+
+def test_network_setup_failure_is_clear_and_leaves_nothing(net_node_factory):
+    """A /30 has one address for containers: the second start fails in the network hook."""
+    import grpc
+    import pytest
+    node = net_node_factory()
+    node.cfg.container_subnet = node.cfg.container_subnet.replace(".0/24", ".0/30")
+    node.stop()
+    node.start()
+    first = node.start_container(node.spec(name="first", ports=["http"]))
+    assert first.state == S.CONTAINER_STATE_RUNNING
+    with pytest.raises(grpc.RpcError) as err:
+        node.start_container(node.spec(name="second", ports=["http"]))
+    assert "no free address" in err.value.details()
+    assert [c.container_id for c in node.report().containers] == [first.container_id]
+    left = leftovers(node.cfg)
+    assert len(left["netns"]) == 1 and len(left["veths"]) == 1 and list(left["ports"].values()) == [first.container_ip]
+    node.stop_container(first.container_id, remove=True)
+    assert leftovers(node.cfg) == {"netns": [], "addresses": [], "classes": [], "ports": {}, "veths": []}

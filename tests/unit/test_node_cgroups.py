@@ -1,4 +1,6 @@
 """cgroup v1/v2 layouts and limit files: v1 against plain directories, v2 against the\nrule-enforcing model of cgroupfs (tests/fakes/cgroupfs.py). No root needed."""
+import errno
+
 import pytest
 
 from gaia_node.cgroups import Limits, MemoryStat, cpu_quota_us, cpu_shares, cpu_weight, detect
@@ -83,6 +85,28 @@ def test_v2_protection_reaches_the_leaves_through_the_parents():
     assert fs.read("/cg/gaia.slice/memory.low").strip() == str(96 << 20)   # raised to cover them
     assert cg.remove("a")
     assert fs.read("/cg/gaia.slice/node/memory.min").strip() == str(32 << 20)
+
+
+def test_v2_the_fake_refuses_the_same_code_in_a_wrong_order():
+    """The model is what makes the tests above mean something: out of order, they fail."""
+    class LimitsBeforeControllers(CgroupV2):
+        def create(self, container_id, limits):
+            self._mkdir("/cg/gaia-x")
+            self._mkdir(self.path(container_id))
+            self._memory(self.path(container_id), limits)   # before any subtree_control write
+
+    class ProcessesInTheParent(CgroupV2):
+        def create(self, container_id, limits):
+            CgroupV2.create(self, container_id, limits)
+            return ["/cg/gaia-x/cgroup.procs"]               # the parent, not the leaf
+
+    with pytest.raises(PermissionError):                      # EACCES: memory.min does not exist yet
+        LimitsBeforeControllers("/cg", "gaia-x", fs=FakeCgroupFS("/cg")).create("c1", LIMITS)
+    fs = FakeCgroupFS("/cg")
+    procs = ProcessesInTheParent("/cg", "gaia-x", fs=fs).create("c1", LIMITS)
+    with pytest.raises(OSError) as busy:
+        fs.write(procs[0], 1234)
+    assert busy.value.errno == errno.EBUSY                    # no internal processes
 
 
 def test_v2_parent_with_processes_is_refused_clearly():

@@ -119,3 +119,28 @@ def test_reclaimer_on_cgroup_v2_squeezes_with_memory_high_kills_and_restores():
     reclaimer.tick()
     assert fs.read("/cg/gaia/cache/memory.high") == f"{600 * MI}\n"
     assert events.recent()[-1].kind == "reclaim.restore"
+
+
+class OomCgroups:
+    def __init__(self, kills, ceiling):
+        self.kills, self.ceiling = kills, ceiling
+
+    def oom_kills(self, cid):
+        return self.kills
+
+    def memory_ceiling(self, cid):
+        return self.ceiling
+
+
+def test_oom_report_tells_own_limit_from_squeezed_ceiling():
+    from gaia_node.hooks import TaskContext
+    from gaia_node.isolation.memory import OomReport
+    for kills, ceiling, platform in ((0, None, False), (1, 500 * MI, False), (1, 120 * MI, True)):
+        events = EventLog()
+        status = types_pb2.ContainerStatus(state=types_pb2.CONTAINER_STATE_FAILED, message="killed by SIGKILL")
+        ctx = TaskContext(spec=spec("c", 1, 100, 500), status=status, directory="", host_ports={}, env={})
+        OomReport(OomCgroups(kills, ceiling), events).poststop(ctx)
+        assert ("OOM-killed" in status.message) == bool(kills)
+        assert bool(status.platform_reason) == platform
+        assert status.platform_reason.startswith(EVICT_REASON) or not platform
+        assert [e.kind for e in events.recent()] == (["memory.oom"] if kills else [])

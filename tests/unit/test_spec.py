@@ -199,3 +199,10 @@ def test_validate_catches_raw_messages():
     with pytest.raises(spec.SpecError) as info:
         spec.validate(no_kind)
     assert info.value.field == "kind"
+
+
+def test_unset_limits_default_to_the_request_except_cpu():
+    s = spec.load_yaml("name: a\ncommand: x\nresources: {request: {cpu: 250m, memory: 64Mi, net_out: 10Mbit}}\n")
+    assert s.resources.limit.memory_bytes == 64 * 2**20
+    assert s.resources.limit.net_out_bps == 10**7
+    assert s.resources.limit.cpu_millis == 0  # no quota: idle cpu may be borrowed
