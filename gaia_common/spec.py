@@ -113,7 +113,7 @@ def validate(spec: types_pb2.AppSpec) -> types_pb2.AppSpec:
         if not 0 <= i <= MAX_RETRIES:
             raise SpecError("retry_times" if i == spec.retry_times else "migrate_times",
                             f"must be between 0 and {MAX_RETRIES}")
-    _validate_requirements(spec.resources)
+    validate_requirements(spec.resources)
     _validate_ports(spec.ports)
     return spec
 
@@ -217,7 +217,7 @@ def _requirements(value) -> types_pb2.ResourceRequirements:
     return types_pb2.ResourceRequirements(request=request, limit=limit)
 
 
-def _validate_requirements(req: types_pb2.ResourceRequirements):
+def validate_requirements(req: types_pb2.ResourceRequirements):
     for key, (attr, _, ceiling) in RESOURCE_FIELDS.items():
         r, l = getattr(req.request, attr), getattr(req.limit, attr)
         for where, v in (("request", r), ("limit", l)):

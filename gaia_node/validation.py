@@ -1,6 +1,6 @@
 """Checks of a ContainerSpec that hold whatever the driver: its ids become etcd keys,
 directory and cgroup names, its port names become GAIA_PORT_* variables."""
-from gaia_common.spec import ENV_NAME, PORT_NAME, SpecError
+from gaia_common.spec import ENV_NAME, PORT_NAME, SpecError, validate_requirements
 from gaia_node.state import valid_container_id
 
 
@@ -21,6 +21,7 @@ def validate_container_spec(spec, drivers: dict) -> None:
         if not ENV_NAME.match(name):
             raise SpecError(f"spec.env.{name}", "not a valid variable name")
     _validate_ports(spec.ports)
+    validate_requirements(spec.resources)  # the same rules the master applied; a node trusts no caller
     drivers[spec.driver].validate(spec)
 
 

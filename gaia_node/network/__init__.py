@@ -41,7 +41,10 @@ host-local), so host indexes, class ids and filter priorities never collide; eac
 manager names its containers' namespaces with a short hash of its state directory (`tag`),
 so it can sweep what is its own. They then also share one capacity parent: the last to start
 sets its rate. A node manager leaves the node-wide objects in place when it stops (its
-containers keep running and keep being shaped); `hook.remove_bridge` removes them.
+containers keep running and keep being shaped); `hook.remove_bridge` removes them. A node
+manager starting on a bridge frees what ended containers left there when nobody cleaned up
+after them (namespaces no process is in, address records without a namespace, both older
+than a minute: `hook.collect_garbage`).
 
 A node that cannot do this (not root, no netns support) reports `network_namespaces=False`
 and refuses specs that ask for a network of their own (host_network false) with a clear error.

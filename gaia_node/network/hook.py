@@ -8,6 +8,7 @@ own namespace; the hook names it after the task's pid once it runs and wires it 
 """
 import logging
 import os
+import re
 import threading
 import time
 
@@ -51,8 +52,6 @@ class NetworkHook:
         self.capacity = _capacity(cfg)
         self.problem = support_problem()
         self.ifb_in = self.ifb_out = 0
-        self._lock = threading.Lock()
-        self._ready = False
         if not self.problem:
             try:
                 self.ensure_node()
@@ -71,7 +70,14 @@ class NetworkHook:
         shaping.ensure_parent(self.ifb_in, self.capacity.net_in_bps)
         shaping.ensure_parent(self.ifb_out, self.capacity.net_out_bps)
         Nft().ensure_table(plan.nft_table, plan.bridge, str(plan.subnet))
-        self._ready = True
+        try:
+            collected = collect_garbage(plan, self.ifb_in, self.ifb_out)
+        except Exception:  # never worth refusing containers for
+            log.exception("collecting orphaned container networks failed")
+            collected = []
+        if collected:
+            log.info("removed the networks of %d ended containers nobody cleaned up: %s", len(collected),
+                     ", ".join(collected))
 
     def _require(self):
         if self.problem:
@@ -257,3 +263,65 @@ def remove_bridge(cfg) -> None:
     for name in (plan.ifb_in, plan.ifb_out, plan.bridge):
         links.delete_link(name)
     Nft().delete_table(plan.nft_table)
+
+
+ORPHAN_AGE = 60.0    # seconds: a namespace younger than this may be about to get its process
+CONTAINER_NETNS = re.compile(r"^gaia-[0-9a-f]{6}-")    # NetworkPlan.netns_name
+
+
+def _namespaces_in_use() -> set:
+    """(st_dev, st_ino) of every network namespace some process is in."""
+    used = set()
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                st = os.stat(f"/proc/{pid}/ns/net")
+            except OSError:
+                continue
+            used.add((st.st_dev, st.st_ino))
+    return used
+
+
+def collect_garbage(plan: NetworkPlan, ifb_in: int, ifb_out: int, min_age: float = ORPHAN_AGE) -> list:
+    """Free the networks of containers on this bridge that ended without their node manager
+    cleaning up (it was killed, or is gone for good): namespaces no process is in, and
+    address records without a namespace, both older than `min_age`. A node manager that
+    comes back to such a container finds nothing left to undo, which its clean-up allows."""
+    from gaia_node.network import links, shaping
+    from gaia_node.network.nat import Nft
+    ipam = Ipam(plan.ipam_dir, plan.subnet)
+    now = time.time()
+    in_use = _namespaces_in_use()
+    names = set(os.listdir(links.NETNS_DIR)) if os.path.isdir(links.NETNS_DIR) else set()
+    collected = []
+    for name in sorted(names):
+        if not CONTAINER_NETNS.match(name):
+            continue
+        try:
+            st = os.stat(links.netns_path(name))
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in in_use or now - st.st_mtime < min_age:
+            continue
+        links.remove_netns(name)  # its veth goes with it; classes, mappings, address below
+        collected.append(name)
+    mapped = None
+    for address, owner in ipam.owned_by_prefix("").items():
+        tag, _, cid = owner.partition(" ")
+        if f"gaia-{tag}-{cid}" in names and f"gaia-{tag}-{cid}" not in collected:
+            continue  # its namespace lives
+        try:
+            age = now - os.stat(os.path.join(plan.ipam_dir, address)).st_mtime
+        except OSError:
+            continue
+        if age < min_age:
+            continue
+        if mapped is None:
+            mapped = Nft().ports(plan.nft_table)
+        veth = NetworkPlan(plan.bridge, plan.subnet, tag).veth_name(cid)
+        links.delete_link(veth)
+        shaping.remove_container(Ipam.host_index(plan.subnet, address), ifb_in, ifb_out)
+        Nft().delete_ports(plan.nft_table, [key for key, to in mapped.items() if to == address])
+        ipam.release(owner, address)
+        collected.append(address)
+    return collected

@@ -98,3 +98,29 @@ def test_bandwidth_meter_reports_traffic(net_node_factory):
             assert len(reply.read()) == 4 << 20
     used = node.container(spec.container_id).usage
     assert used.net_out_bps > 1_000_000 and used.net_in_bps > 0, used  # 12 MB out, the requests in
+
+
+def test_orphaned_network_is_collected(net_node_factory):
+    """A container that died while its node manager was away (and never came back) leaves its
+    namespace, veth, class, mapping and address; the next node manager on the bridge frees them."""
+    import os
+    import signal
+    from gaia_node.network import hook as network_hook
+    node = net_node_factory()
+    plan = NetworkPlan.from_config(node.cfg)
+    spec = node.spec(ports=["http"])
+    status = node.start_container(spec)
+    assert status.state == S.CONTAINER_STATE_RUNNING, status.message
+    node.stop()
+    os.killpg(status.pid, signal.SIGKILL)
+    wait_for(lambda: not os.path.exists(f"/proc/{status.pid}/ns/net"), what="the process to die")
+    assert leftovers(node.cfg) != NOTHING
+    collected = network_hook.collect_garbage(plan, links.link_index(plan.ifb_in), links.link_index(plan.ifb_out),
+                                             min_age=0)
+    assert plan.netns_name(spec.container_id) in collected and status.container_ip in collected
+    assert leftovers(node.cfg) == NOTHING
+    node.start()  # its own clean-up of the ended container finds nothing left to undo
+    ended = wait_for(lambda: (s := node.container(spec.container_id)) and s.state != S.CONTAINER_STATE_RUNNING and s,
+                     what="the death to be noticed")
+    assert ended.state in (S.CONTAINER_STATE_FAILED, S.CONTAINER_STATE_LOST)
+    assert leftovers(node.cfg) == NOTHING

@@ -212,3 +212,16 @@ def test_lost_lease_registers_again(node, etcd):
     wait_for(lambda: node.etcd.get(node.keys.container(spec.app_id, spec.container_id))[0] is not None,
              what="the container key again")
     assert node.etcd.get(node.keys.service("web", "0"))[0] is not None
+
+
+def test_limit_below_request_is_refused_and_leaves_nothing(node, etcd):
+    spec = node.spec()
+    spec.resources.request.memory_bytes = 128 * 2**20
+    spec.resources.limit.memory_bytes = 64 * 2**20
+    with pytest.raises(grpc.RpcError) as err:
+        node.start_container(spec)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "resources.limit.memory" in err.value.details()
+    assert node.report().containers == []
+    assert not os.path.exists(os.path.join(node.cfg.state_dir, "containers", spec.container_id))
+    assert list(etcd.get_prefix(node.keys.containers)) == []
