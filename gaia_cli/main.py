@@ -8,7 +8,8 @@ a group).
 import click
 
 from gaia_common import __version__
-from gaia_cli.commands import apps, bench, cluster, daemons, dev, logs, masters, nodes, resolve, status, submit
+from gaia_cli.commands import (apps, bench, cluster, daemons, dev, logs, masters, nodes, pool, resolve,
+                               status, submit)
 from gaia_cli.context import Context
 from gaia_cli.errors import translate
 
@@ -25,6 +26,10 @@ COMMANDS = [
     ("nodes", nodes.list_nodes),
     ("node show", nodes.show),
     ("masters", masters.masters),
+    ("pool create", pool.create),
+    ("pool update", pool.update),
+    ("pool delete", pool.delete),
+    ("pool list", pool.list_pools),
     # client config: cluster names
     ("cluster add", cluster.add),
     ("cluster list", cluster.list_clusters),
@@ -45,6 +50,7 @@ COMMANDS = [
 GROUP_HELP = {
     "node": "One node: show it, or run a node manager.",
     "master": "Run a master replica.",
+    "pool": "Resource pools: a tree by path (ads/ranking/online) with weights and quotas.",
     "cluster": "Cluster names in the client config. The file is ~/.gaia/config.yaml, or $GAIA_CONFIG.",
     "bench": "Benchmarks. Each runs on a private local cluster and prints its figures.",
 }

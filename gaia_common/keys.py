@@ -7,6 +7,7 @@ invents paths of its own. Who writes each prefix (one writer per key):
   apps/<name>                the leader (fenced)
   idempotency/<key>          the leader (fenced), same transaction as the app
   allocations/<app_id>/<instance_id>   the leader (fenced)
+  pools/<path>               the leader (fenced); path is a/b/c, so a pool's children share its prefix
   nodes/<node_id>            that node (bound to its lease)
   containers/<app_id>/<container_id>   the node running it (bound to its lease)
   services/<app_name>/<instance_id>    the node running it (bound to its lease)
@@ -65,6 +66,14 @@ class Keys:
 
     def allocation(self, app_id: str, instance_id: str) -> str:
         return f"{self.allocations}{app_id}/{instance_id}"
+
+    # resource pools
+    @property
+    def pools(self) -> str:
+        return self.root + "pools/"
+
+    def pool(self, path: str) -> str:
+        return self.pools + path
 
     # nodes
     @property

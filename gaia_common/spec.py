@@ -37,8 +37,16 @@ RESOURCE_FIELDS = {
 }
 UNCAPPED_BY_DEFAULT = {"cpu"}
 TOP_FIELDS = {"name", "pool", "priority", "instances", "kind", "driver", "command", "image",
-              "env", "resources", "ports", "retry_times", "migrate_times", "workdir", "network"}
+              "env", "resources", "ports", "retry_times", "migrate_times", "workdir", "network",
+              "gang", "constraints", "gpu_model", "max_per_node", "spread_by"}
 NETWORKS = ("", "namespace", "host")    # "" = namespace: an instance's own network namespace
+# node labels as constraints and spread_by name them: like Kubernetes label keys, optionally prefixed
+LABEL = re.compile(r"^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
+# op -> number of values (None: 1 or more); the same operators as Sfair's label filter
+CONSTRAINT_OPS = {"=": 1, "!=": 1, "in": None, "not_in": None, "exists": 0, "not_exists": 0}
+MAX_CONSTRAINTS = 32
+MAX_CONSTRAINT_VALUES = 256
+GPU_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,62}$")
 
 
 class SpecError(ValueError):
@@ -78,7 +86,12 @@ def from_dict(doc) -> types_pb2.AppSpec:
         network=_text(doc, "network"),
         retry_times=_int(doc, "retry_times", 3, 0, MAX_RETRIES),
         migrate_times=_int(doc, "migrate_times", 3, 0, MAX_RETRIES),
+        gang=_int(doc, "gang", 0, 0, MAX_INSTANCES),
+        gpu_model=_text(doc, "gpu_model"),
+        max_per_node=_int(doc, "max_per_node", 0, 0, MAX_INSTANCES),
+        spread_by=_text(doc, "spread_by"),
     )
+    spec.constraints.extend(_constraints(doc.get("constraints")))
     spec.command.extend(_command(doc.get("command")))
     spec.env.update(_env(doc.get("env")))
     spec.resources.CopyFrom(_requirements(doc.get("resources")))
@@ -115,7 +128,65 @@ def validate(spec: types_pb2.AppSpec) -> types_pb2.AppSpec:
                             f"must be between 0 and {MAX_RETRIES}")
     validate_requirements(spec.resources)
     _validate_ports(spec.ports)
+    _validate_placement(spec)
     return spec
+
+
+def _validate_placement(spec: types_pb2.AppSpec):
+    if not 0 <= spec.gang <= spec.instances:
+        raise SpecError("gang", f"{spec.gang} must be between 0 (off) and instances ({spec.instances})")
+    if not 0 <= spec.max_per_node <= MAX_INSTANCES:
+        raise SpecError("max_per_node", f"must be between 0 (any) and {MAX_INSTANCES}")
+    if spec.gpu_model and not GPU_MODEL.fullmatch(spec.gpu_model):
+        raise SpecError("gpu_model", f"{spec.gpu_model!r} must be 1-63 letters, digits, '.', '_', '-' or spaces")
+    if spec.spread_by and not LABEL.fullmatch(spec.spread_by):
+        raise SpecError("spread_by", f"{spec.spread_by!r} is not a node label name")
+    if len(spec.constraints) > MAX_CONSTRAINTS:
+        raise SpecError("constraints", f"at most {MAX_CONSTRAINTS}")
+    for i, c in enumerate(spec.constraints):
+        where = f"constraints[{i}]"
+        if not LABEL.fullmatch(c.label):
+            raise SpecError(f"{where}.label", f"{c.label!r} is not a node label name")
+        if c.op not in CONSTRAINT_OPS:
+            raise SpecError(f"{where}.op", f"{c.op!r} is not one of {', '.join(CONSTRAINT_OPS)}")
+        wanted = CONSTRAINT_OPS[c.op]
+        if wanted == 0 and c.values:
+            raise SpecError(f"{where}.values", f"{c.op} takes no value")
+        if wanted == 1 and len(c.values) != 1:
+            raise SpecError(f"{where}.value", f"{c.op} takes exactly one value")
+        if wanted is None and not 1 <= len(c.values) <= MAX_CONSTRAINT_VALUES:
+            raise SpecError(f"{where}.values", f"{c.op} takes 1 to {MAX_CONSTRAINT_VALUES} values")
+        if any(len(v) > 63 for v in c.values):
+            raise SpecError(f"{where}.values", "a label value is at most 63 characters")
+
+
+def _constraints(value) -> list:
+    """[{label, op, value}] or [{label, op: in, values: [...]}] or [{label, op: exists}]."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise SpecError("constraints", "must be a list of {label, op, value(s)}")
+    out = []
+    for i, c in enumerate(value):
+        where = f"constraints[{i}]"
+        if not isinstance(c, dict):
+            raise SpecError(where, "must be {label, op, value} or {label, op: in, values}")
+        unknown = sorted(set(map(str, c)) - {"label", "op", "value", "values"})
+        if unknown:
+            raise SpecError(f"{where}.{unknown[0]}", "unknown field (known: label, op, value, values)")
+        if "value" in c and "values" in c:
+            raise SpecError(where, "give value or values, not both")
+        label, op = c.get("label"), c.get("op", "=")
+        if not isinstance(label, str):
+            raise SpecError(f"{where}.label", "required: a node label name")
+        if not isinstance(op, str):
+            raise SpecError(f"{where}.op", f"{op!r} is not one of {', '.join(CONSTRAINT_OPS)}")
+        raw = c.get("values", [c["value"]] if "value" in c else [])
+        if not isinstance(raw, list) or any(isinstance(v, (dict, list)) or v is None for v in raw):
+            raise SpecError(f"{where}.values", "must be a list of strings")
+        out.append(types_pb2.Constraint(label=label, op=op,
+                                        values=[str(v).lower() if isinstance(v, bool) else str(v) for v in raw]))
+    return out
 
 
 def _text(doc, field, required=False) -> str:
@@ -260,3 +331,63 @@ def _validate_ports(ports):
             raise SpecError(f"ports[{i}].port", f"{p.container_port} is not a port number")
         if p.protocol not in ("tcp", "udp"):
             raise SpecError(f"ports[{i}].protocol", "must be tcp or udp")
+
+
+# ---- resource pool specs: `gaia pool create FILE` ----
+
+POOL_FIELDS = {"path", "weight", "min", "max", "gpu_models", "max_gpus"}
+MAX_POOL_WEIGHT = 1_000_000
+MAX_GPU_MODELS = 64
+
+
+def load_pool_yaml(text: str) -> types_pb2.Pool:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise SpecError("yaml", f"malformed YAML: {getattr(e, 'problem', e)}") from None
+    return pool_from_dict(doc)
+
+
+def pool_from_dict(doc) -> types_pb2.Pool:
+    """A pool from its YAML form: path, weight, min, max (resource maps), gpu_models, max_gpus."""
+    if not isinstance(doc, dict):
+        raise SpecError("pool", "must be a mapping of fields (path, weight, min, max, ...)")
+    unknown = sorted(set(map(str, doc)) - POOL_FIELDS)
+    if unknown:
+        raise SpecError(unknown[0], f"unknown field (known: {', '.join(sorted(POOL_FIELDS))})")
+    weight = doc.get("weight", 1)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+        raise SpecError("weight", f"must be a number, not {weight!r}")
+    models = doc.get("gpu_models") or []
+    if not isinstance(models, list) or any(isinstance(m, (dict, list, bool)) or m is None for m in models):
+        raise SpecError("gpu_models", "must be a list of GPU model names")
+    pool = types_pb2.Pool(path=_text(doc, "path", required=True), weight=float(weight),
+                          min=_resources(doc.get("min"), "min"), max=_resources(doc.get("max"), "max"),
+                          gpu_models=[str(m) for m in models],
+                          max_gpus=_int(doc, "max_gpus", 0, 0, 1_000_000))
+    return validate_pool(pool)
+
+
+def validate_pool(pool: types_pb2.Pool) -> types_pb2.Pool:
+    """Checks of one pool on its own; its place in the tree is checked by the master."""
+    if not POOL.fullmatch(pool.path):
+        raise SpecError("path", f"{pool.path!r} must be a path like ads/ranking/online "
+                                "(up to 8 segments of lowercase letters, digits, '_', '-')")
+    if not 0 < pool.weight <= MAX_POOL_WEIGHT:  # also false for NaN
+        raise SpecError("weight", f"{pool.weight} must be above 0 and at most {MAX_POOL_WEIGHT}")
+    for key, (attr, _, _) in RESOURCE_FIELDS.items():
+        low, high = getattr(pool.min, attr), getattr(pool.max, attr)
+        if low < 0 or high < 0:
+            raise SpecError(f"{'min' if low < 0 else 'max'}.{key}", "must not be negative")
+        if high and low > high:
+            raise SpecError(f"min.{key}", f"{low} is above max.{key} {high}")
+    if len(pool.gpu_models) > MAX_GPU_MODELS:
+        raise SpecError("gpu_models", f"at most {MAX_GPU_MODELS}")
+    for i, model in enumerate(pool.gpu_models):
+        if not GPU_MODEL.fullmatch(model):
+            raise SpecError(f"gpu_models[{i}]", f"{model!r} must be 1-63 letters, digits, '.', '_', '-' or spaces")
+    if len(set(pool.gpu_models)) != len(pool.gpu_models):
+        raise SpecError("gpu_models", "lists a model twice")
+    if pool.max_gpus < 0:
+        raise SpecError("max_gpus", "must not be negative (0: no ceiling)")
+    return pool

@@ -14,6 +14,7 @@ from gaia_common.pb import master_pb2, master_pb2_grpc, types_pb2
 from gaia_master import snapshot
 from gaia_master.app_table import TERMINAL, Conflict, state_name
 from gaia_master.node_view import instance_order, latest_container
+from gaia_master.pools import PoolTable
 from gaia_master.store import NotLeader
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,15 @@ def leader_only(handler):
 class MasterService(master_pb2_grpc.MasterServicer):
     def __init__(self, master):
         self.m = master
+        self._pools = None
+
+    @property
+    def pools(self) -> PoolTable:
+        """The pool tree, loaded from etcd once per leadership epoch before it answers."""
+        if self._pools is None:
+            self._pools = PoolTable(self.m.keys, self.m.store)
+        self._pools.ensure_loaded(self.m.etcd, self.m.election.epoch)
+        return self._pools
 
     # ---- users ----
 
@@ -59,7 +69,11 @@ class MasterService(master_pb2_grpc.MasterServicer):
         spec = spec_mod.validate(request.spec)
         if len(request.idempotency_key) > 128:
             raise spec_mod.SpecError("idempotency_key", "longer than 128 characters")
-        record, existed = self.m.table.submit(spec, request.idempotency_key)
+        pools = self.pools
+        with pools.lock:  # a pool is not deleted between this check and the app's write
+            if not pools.exists(spec.pool):
+                raise spec_mod.SpecError("pool", f"no pool {spec.pool!r}; create it with `gaia pool create`")
+            record, existed = self.m.table.submit(spec, request.idempotency_key)
         self.m.reconciler.wake()
         return master_pb2.SubmitAppResponse(app_id=record.app_id, existed=existed)
 
@@ -76,6 +90,8 @@ class MasterService(master_pb2_grpc.MasterServicer):
         if not 0 <= request.instances <= spec_mod.MAX_INSTANCES:
             raise spec_mod.SpecError("instances", f"must be between 0 and {spec_mod.MAX_INSTANCES}")
         record = self._active(request.name)
+        if request.instances < record.spec.gang:
+            raise spec_mod.SpecError("instances", f"{request.instances} is below the app's gang of {record.spec.gang}")
         return self._app_status(self.m.table.update(record, spec_instances=request.instances))
 
     @leader_only
@@ -143,6 +159,26 @@ class MasterService(master_pb2_grpc.MasterServicer):
         except grpc.RpcError as e:
             if e.code() != grpc.StatusCode.CANCELLED or context.is_active():
                 context.abort(e.code(), f"node: {e.details()}")
+
+    # ---- operators: resource pools ----
+
+    @leader_only
+    def CreatePool(self, request, context):
+        return self.pools.create(request.pool)
+
+    @leader_only
+    def UpdatePool(self, request, context):
+        return self.pools.update(request.pool)
+
+    @leader_only
+    def DeletePool(self, request, context):
+        pools = self.pools
+        with pools.lock:  # no app is submitted to it while we look
+            return pools.delete(request.path, self.m.table.records())
+
+    @leader_only
+    def ListPools(self, request, context):
+        return master_pb2.ListPoolsResponse(pools=self.pools.list())
 
     # ---- ApplicationMasters ----
 

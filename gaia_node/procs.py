@@ -5,7 +5,9 @@ boot time, which moves when NTP steps the clock. The kernel's start time in cloc
 boot (/proc/<pid>/stat field 22) never changes for a process, and the boot id tells reboots
 apart. Only the standard library: the shim records identities with it.
 """
-from typing import Optional
+from __future__ import annotations  # annotations unevaluated: no typing import on the shim's path
+
+import os
 
 _BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 
@@ -18,7 +20,7 @@ def boot_id() -> str:
         return ""
 
 
-def _stat_fields(pid: int) -> Optional[list]:
+def _stat_fields(pid: int) -> list | None:
     try:
         with open(f"/proc/{pid}/stat") as f:
             text = f.read()
@@ -27,16 +29,26 @@ def _stat_fields(pid: int) -> Optional[list]:
     return text[text.rindex(")") + 2:].split()  # comm may hold spaces and ')': cut after the last one
 
 
-def start_ticks(pid: int) -> Optional[int]:
+def start_ticks(pid: int) -> int | None:
     fields = _stat_fields(pid)
     return int(fields[19]) if fields else None
+
+
+def start_time(pid: int) -> float | None:
+    """The process's start as unix seconds (what psutil's create_time gives, without psutil)."""
+    ticks = start_ticks(pid)
+    if ticks is None:
+        return None
+    with open("/proc/stat") as f:
+        boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def identity(pid: int) -> dict:
     return {"pid": pid, "start_ticks": start_ticks(pid), "boot_id": boot_id()}
 
 
-def alive(ident: Optional[dict]) -> bool:
+def alive(ident: dict | None) -> bool:
     """True when the process `ident` names still runs (a zombie has finished)."""
     if not ident or not ident.get("pid"):
         return False

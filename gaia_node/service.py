@@ -5,16 +5,19 @@ import grpc
 
 from gaia_common import resources
 from gaia_common.pb import node_pb2, node_pb2_grpc, types_pb2
-from gaia_node import logs, usage
 from gaia_common.spec import SpecError
+from gaia_node import logs, usage
 from gaia_node.containers import TERMINAL, NotFound
+from gaia_node.drivers.base import StartFailed
 from gaia_node.epoch import StaleEpoch
 from gaia_node.ports import PortUnavailable
 
 CODES = ((StaleEpoch, grpc.StatusCode.FAILED_PRECONDITION),
          (SpecError, grpc.StatusCode.INVALID_ARGUMENT),
          (NotFound, grpc.StatusCode.NOT_FOUND),
-         (PortUnavailable, grpc.StatusCode.RESOURCE_EXHAUSTED))
+         (PortUnavailable, grpc.StatusCode.RESOURCE_EXHAUSTED),
+         # a hook could not set the container up (e.g. no free address): nothing was left behind
+         (StartFailed, grpc.StatusCode.UNAVAILABLE))
 
 
 @contextlib.contextmanager

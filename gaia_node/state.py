@@ -11,7 +11,6 @@ Only the standard library here: the shim imports it.
 import json
 import os
 import re
-import shutil
 
 RECORD = "container.json"
 LAUNCH = "launch.json"
@@ -69,4 +68,5 @@ class ContainerDirs:
         return sorted(n for n in names if valid_container_id(n) and os.path.isdir(os.path.join(self.root, n)))
 
     def remove(self, container_id: str) -> None:
+        import shutil  # here, not at the top: the shim imports this module on every start
         shutil.rmtree(self.path(container_id), ignore_errors=True)

@@ -78,16 +78,23 @@ def master_run(ctx, config_path, cluster, etcd, listen, advertise, daemon_id):
 @click.option("--state-dir", type=click.Path(file_okay=False), help="Where the node keeps its state.")
 @click.option("--cgroup-parent", help="cgroup under which containers are placed.")
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE",
-              help="Node label (repeatable; added to the file's).")
+              help="Node label (repeatable; added to the file's). With --hollow, {i}, {i%N} and {i/N} "
+                   "in a value become the hollow node's index, e.g. rack=r{i/40}.")
+@click.option("--hollow", type=click.IntRange(min=1), metavar="N",
+              help="Run N simulated nodes in this process instead (ids <id>-hollow-<i>): they register, "
+                   "heartbeat and report containers running without starting anything.")
 @pass_context
 def node_run(ctx, config_path, cluster, etcd, listen, advertise, daemon_id, host_ip, state_dir,
-             cgroup_parent, labels):
-    """Run a node manager until SIGTERM."""
+             cgroup_parent, labels, hollow):
+    """Run a node manager (or N hollow ones) until SIGTERM."""
     cfg = load_config(config.NodeConfig, config_path, {
         "cluster": cluster or ctx.cluster_option, "etcd": etcd, "listen": listen,
         "advertise": advertise, "id": daemon_id, "host_ip": host_ip, "state_dir": state_dir,
         "cgroup_parent": cgroup_parent})
     cfg.labels.update(_labels(labels))
+    if hollow:
+        run = entry_point("gaia_node.hollow")
+        return run(cfg, hollow)
     entry_point("gaia_node.main")(cfg)
 
 

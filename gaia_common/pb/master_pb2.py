@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from . import types_pb2 as types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0cmaster.proto\x12\x07gaia.v1\x1a\x0btypes.proto\"K\n\x10SubmitAppRequest\x12\x1e\n\x04spec\x18\x01 \x01(\x0b\x32\x10.gaia.v1.AppSpec\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"4\n\x11SubmitAppResponse\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xisted\x18\x02 \x01(\x08\"\x1d\n\rGetAppRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x11\n\x0fListAppsRequest\"4\n\x10ListAppsResponse\x12 \n\x04\x61pps\x18\x01 \x03(\x0b\x32\x12.gaia.v1.AppStatus\"2\n\x0fScaleAppRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tinstances\x18\x02 \x01(\x05\"\x1e\n\x0eKillAppRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x12\n\x10ListNodesRequest\"7\n\x11ListNodesResponse\x12\"\n\x05nodes\x18\x01 \x03(\x0b\x32\x13.gaia.v1.NodeStatus\"!\n\x0eGetNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"+\n\x0eResolveRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\t\">\n\x0fResolveResponse\x12+\n\tendpoints\x18\x01 \x03(\x0b\x32\x18.gaia.v1.ServiceEndpoint\"a\n\x0cInstanceView\x12\'\n\nallocation\x18\x01 \x01(\x0b\x32\x13.gaia.v1.Allocation\x12(\n\x06status\x18\x02 \x01(\x0b\x32\x18.gaia.v1.ContainerStatus\"\x88\x01\n\tAppStatus\x12\x1f\n\x03\x61pp\x18\x01 \x01(\x0b\x32\x12.gaia.v1.AppRecord\x12(\n\tinstances\x18\x02 \x03(\x0b\x32\x15.gaia.v1.InstanceView\x12!\n\x02\x61m\x18\x03 \x01(\x0b\x32\x15.gaia.v1.InstanceView\x12\r\n\x05\x65poch\x18\x04 \x01(\x03\"\xe8\x01\n\nNodeStatus\x12\x1f\n\x04info\x18\x01 \x01(\x0b\x32\x11.gaia.v1.NodeInfo\x12%\n\tallocated\x18\x02 \x01(\x0b\x32\x12.gaia.v1.Resources\x12\x12\n\ncontainers\x18\x03 \x01(\x05\x12\r\n\x05\x61live\x18\x04 \x01(\x08\x12 \n\x04used\x18\x05 \x01(\x0b\x32\x12.gaia.v1.Resources\x12)\n\x07running\x18\x06 \x03(\x0b\x32\x18.gaia.v1.ContainerStatus\x12\"\n\x06\x65vents\x18\x07 \x03(\x0b\x32\x12.gaia.v1.NodeEvent\"V\n\x0e\x41ppLogsRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x12\n\ntail_bytes\x18\x04 \x01(\x03\"4\n\x11RegisterAMRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"\x82\x01\n\x10\x43ontainerRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\x12\x30\n\tresources\x18\x04 \x01(\x0b\x32\x1d.gaia.v1.ResourceRequirements\x12\x0c\n\x04gang\x18\x05 \x01(\x08\"C\n\x06Grants\x12(\n\x0b\x61llocations\x18\x01 \x03(\x0b\x32\x13.gaia.v1.Allocation\x12\x0f\n\x07message\x18\x02 \x01(\t\"G\n\x0eReleaseRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x14\n\x0cinstance_ids\x18\x03 \x03(\t\"d\n\x0e\x41ppStateReport\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12 \n\x05state\x18\x03 \x01(\x0e\x32\x11.gaia.v1.AppState\x12\x0f\n\x07message\x18\x04 \x01(\t2\xa6\x06\n\x06Master\x12\x42\n\tSubmitApp\x12\x19.gaia.v1.SubmitAppRequest\x1a\x1a.gaia.v1.SubmitAppResponse\x12\x34\n\x06GetApp\x12\x16.gaia.v1.GetAppRequest\x1a\x12.gaia.v1.AppStatus\x12?\n\x08ListApps\x12\x18.gaia.v1.ListAppsRequest\x1a\x19.gaia.v1.ListAppsResponse\x12\x38\n\x08ScaleApp\x12\x18.gaia.v1.ScaleAppRequest\x1a\x12.gaia.v1.AppStatus\x12\x36\n\x07KillApp\x12\x17.gaia.v1.KillAppRequest\x1a\x12.gaia.v1.AppStatus\x12\x42\n\tListNodes\x12\x19.gaia.v1.ListNodesRequest\x1a\x1a.gaia.v1.ListNodesResponse\x12\x37\n\x07GetNode\x12\x17.gaia.v1.GetNodeRequest\x1a\x13.gaia.v1.NodeStatus\x12<\n\x07Resolve\x12\x17.gaia.v1.ResolveRequest\x1a\x18.gaia.v1.ResolveResponse\x12\x34\n\x04Logs\x12\x17.gaia.v1.AppLogsRequest\x1a\x11.gaia.v1.LogChunk0\x01\x12<\n\nRegisterAM\x12\x1a.gaia.v1.RegisterAMRequest\x1a\x12.gaia.v1.AppStatus\x12?\n\x11RequestContainers\x12\x19.gaia.v1.ContainerRequest\x1a\x0f.gaia.v1.Grants\x12@\n\x11ReleaseContainers\x12\x17.gaia.v1.ReleaseRequest\x1a\x12.gaia.v1.AppStatus\x12=\n\x0eReportAppState\x12\x17.gaia.v1.AppStateReport\x1a\x12.gaia.v1.AppStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0cmaster.proto\x12\x07gaia.v1\x1a\x0btypes.proto\"K\n\x10SubmitAppRequest\x12\x1e\n\x04spec\x18\x01 \x01(\x0b\x32\x10.gaia.v1.AppSpec\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"4\n\x11SubmitAppResponse\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65xisted\x18\x02 \x01(\x08\"\x1d\n\rGetAppRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x11\n\x0fListAppsRequest\"4\n\x10ListAppsResponse\x12 \n\x04\x61pps\x18\x01 \x03(\x0b\x32\x12.gaia.v1.AppStatus\"2\n\x0fScaleAppRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tinstances\x18\x02 \x01(\x05\"\x1e\n\x0eKillAppRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x12\n\x10ListNodesRequest\"7\n\x11ListNodesResponse\x12\"\n\x05nodes\x18\x01 \x03(\x0b\x32\x13.gaia.v1.NodeStatus\"!\n\x0eGetNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"*\n\x0bPoolRequest\x12\x1b\n\x04pool\x18\x01 \x01(\x0b\x32\r.gaia.v1.Pool\"!\n\x11\x44\x65letePoolRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\"\x12\n\x10ListPoolsRequest\"1\n\x11ListPoolsResponse\x12\x1c\n\x05pools\x18\x01 \x03(\x0b\x32\r.gaia.v1.Pool\"+\n\x0eResolveRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\t\">\n\x0fResolveResponse\x12+\n\tendpoints\x18\x01 \x03(\x0b\x32\x18.gaia.v1.ServiceEndpoint\"a\n\x0cInstanceView\x12\'\n\nallocation\x18\x01 \x01(\x0b\x32\x13.gaia.v1.Allocation\x12(\n\x06status\x18\x02 \x01(\x0b\x32\x18.gaia.v1.ContainerStatus\"\x88\x01\n\tAppStatus\x12\x1f\n\x03\x61pp\x18\x01 \x01(\x0b\x32\x12.gaia.v1.AppRecord\x12(\n\tinstances\x18\x02 \x03(\x0b\x32\x15.gaia.v1.InstanceView\x12!\n\x02\x61m\x18\x03 \x01(\x0b\x32\x15.gaia.v1.InstanceView\x12\r\n\x05\x65poch\x18\x04 \x01(\x03\"\xe8\x01\n\nNodeStatus\x12\x1f\n\x04info\x18\x01 \x01(\x0b\x32\x11.gaia.v1.NodeInfo\x12%\n\tallocated\x18\x02 \x01(\x0b\x32\x12.gaia.v1.Resources\x12\x12\n\ncontainers\x18\x03 \x01(\x05\x12\r\n\x05\x61live\x18\x04 \x01(\x08\x12 \n\x04used\x18\x05 \x01(\x0b\x32\x12.gaia.v1.Resources\x12)\n\x07running\x18\x06 \x03(\x0b\x32\x18.gaia.v1.ContainerStatus\x12\"\n\x06\x65vents\x18\x07 \x03(\x0b\x32\x12.gaia.v1.NodeEvent\"V\n\x0e\x41ppLogsRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x12\n\ntail_bytes\x18\x04 \x01(\x03\"4\n\x11RegisterAMRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"\x82\x01\n\x10\x43ontainerRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\x12\x30\n\tresources\x18\x04 \x01(\x0b\x32\x1d.gaia.v1.ResourceRequirements\x12\x0c\n\x04gang\x18\x05 \x01(\x08\"C\n\x06Grants\x12(\n\x0b\x61llocations\x18\x01 \x03(\x0b\x32\x13.gaia.v1.Allocation\x12\x0f\n\x07message\x18\x02 \x01(\t\"G\n\x0eReleaseRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x14\n\x0cinstance_ids\x18\x03 \x03(\t\"d\n\x0e\x41ppStateReport\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12 \n\x05state\x18\x03 \x01(\x0e\x32\x11.gaia.v1.AppState\x12\x0f\n\x07message\x18\x04 \x01(\t2\x89\x08\n\x06Master\x12\x42\n\tSubmitApp\x12\x19.gaia.v1.SubmitAppRequest\x1a\x1a.gaia.v1.SubmitAppResponse\x12\x34\n\x06GetApp\x12\x16.gaia.v1.GetAppRequest\x1a\x12.gaia.v1.AppStatus\x12?\n\x08ListApps\x12\x18.gaia.v1.ListAppsRequest\x1a\x19.gaia.v1.ListAppsResponse\x12\x38\n\x08ScaleApp\x12\x18.gaia.v1.ScaleAppRequest\x1a\x12.gaia.v1.AppStatus\x12\x36\n\x07KillApp\x12\x17.gaia.v1.KillAppRequest\x1a\x12.gaia.v1.AppStatus\x12\x42\n\tListNodes\x12\x19.gaia.v1.ListNodesRequest\x1a\x1a.gaia.v1.ListNodesResponse\x12\x37\n\x07GetNode\x12\x17.gaia.v1.GetNodeRequest\x1a\x13.gaia.v1.NodeStatus\x12<\n\x07Resolve\x12\x17.gaia.v1.ResolveRequest\x1a\x18.gaia.v1.ResolveResponse\x12\x34\n\x04Logs\x12\x17.gaia.v1.AppLogsRequest\x1a\x11.gaia.v1.LogChunk0\x01\x12\x31\n\nCreatePool\x12\x14.gaia.v1.PoolRequest\x1a\r.gaia.v1.Pool\x12\x31\n\nUpdatePool\x12\x14.gaia.v1.PoolRequest\x1a\r.gaia.v1.Pool\x12\x37\n\nDeletePool\x12\x1a.gaia.v1.DeletePoolRequest\x1a\r.gaia.v1.Pool\x12\x42\n\tListPools\x12\x19.gaia.v1.ListPoolsRequest\x1a\x1a.gaia.v1.ListPoolsResponse\x12<\n\nRegisterAM\x12\x1a.gaia.v1.RegisterAMRequest\x1a\x12.gaia.v1.AppStatus\x12?\n\x11RequestContainers\x12\x19.gaia.v1.ContainerRequest\x1a\x0f.gaia.v1.Grants\x12@\n\x11ReleaseContainers\x12\x17.gaia.v1.ReleaseRequest\x1a\x12.gaia.v1.AppStatus\x12=\n\x0eReportAppState\x12\x17.gaia.v1.AppStateReport\x1a\x12.gaia.v1.AppStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,28 +52,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTNODESRESPONSE']._serialized_end=432
   _globals['_GETNODEREQUEST']._serialized_start=434
   _globals['_GETNODEREQUEST']._serialized_end=467
-  _globals['_RESOLVEREQUEST']._serialized_start=469
-  _globals['_RESOLVEREQUEST']._serialized_end=512
-  _globals['_RESOLVERESPONSE']._serialized_start=514
-  _globals['_RESOLVERESPONSE']._serialized_end=576
-  _globals['_INSTANCEVIEW']._serialized_start=578
-  _globals['_INSTANCEVIEW']._serialized_end=675
-  _globals['_APPSTATUS']._serialized_start=678
-  _globals['_APPSTATUS']._serialized_end=814
-  _globals['_NODESTATUS']._serialized_start=817
-  _globals['_NODESTATUS']._serialized_end=1049
-  _globals['_APPLOGSREQUEST']._serialized_start=1051
-  _globals['_APPLOGSREQUEST']._serialized_end=1137
-  _globals['_REGISTERAMREQUEST']._serialized_start=1139
-  _globals['_REGISTERAMREQUEST']._serialized_end=1191
-  _globals['_CONTAINERREQUEST']._serialized_start=1194
-  _globals['_CONTAINERREQUEST']._serialized_end=1324
-  _globals['_GRANTS']._serialized_start=1326
-  _globals['_GRANTS']._serialized_end=1393
-  _globals['_RELEASEREQUEST']._serialized_start=1395
-  _globals['_RELEASEREQUEST']._serialized_end=1466
-  _globals['_APPSTATEREPORT']._serialized_start=1468
-  _globals['_APPSTATEREPORT']._serialized_end=1568
-  _globals['_MASTER']._serialized_start=1571
-  _globals['_MASTER']._serialized_end=2377
+  _globals['_POOLREQUEST']._serialized_start=469
+  _globals['_POOLREQUEST']._serialized_end=511
+  _globals['_DELETEPOOLREQUEST']._serialized_start=513
+  _globals['_DELETEPOOLREQUEST']._serialized_end=546
+  _globals['_LISTPOOLSREQUEST']._serialized_start=548
+  _globals['_LISTPOOLSREQUEST']._serialized_end=566
+  _globals['_LISTPOOLSRESPONSE']._serialized_start=568
+  _globals['_LISTPOOLSRESPONSE']._serialized_end=617
+  _globals['_RESOLVEREQUEST']._serialized_start=619
+  _globals['_RESOLVEREQUEST']._serialized_end=662
+  _globals['_RESOLVERESPONSE']._serialized_start=664
+  _globals['_RESOLVERESPONSE']._serialized_end=726
+  _globals['_INSTANCEVIEW']._serialized_start=728
+  _globals['_INSTANCEVIEW']._serialized_end=825
+  _globals['_APPSTATUS']._serialized_start=828
+  _globals['_APPSTATUS']._serialized_end=964
+  _globals['_NODESTATUS']._serialized_start=967
+  _globals['_NODESTATUS']._serialized_end=1199
+  _globals['_APPLOGSREQUEST']._serialized_start=1201
+  _globals['_APPLOGSREQUEST']._serialized_end=1287
+  _globals['_REGISTERAMREQUEST']._serialized_start=1289
+  _globals['_REGISTERAMREQUEST']._serialized_end=1341
+  _globals['_CONTAINERREQUEST']._serialized_start=1344
+  _globals['_CONTAINERREQUEST']._serialized_end=1474
+  _globals['_GRANTS']._serialized_start=1476
+  _globals['_GRANTS']._serialized_end=1543
+  _globals['_RELEASEREQUEST']._serialized_start=1545
+  _globals['_RELEASEREQUEST']._serialized_end=1616
+  _globals['_APPSTATEREPORT']._serialized_start=1618
+  _globals['_APPSTATEREPORT']._serialized_end=1718
+  _globals['_MASTER']._serialized_start=1721
+  _globals['_MASTER']._serialized_end=2754
 # @@protoc_insertion_point(module_scope)

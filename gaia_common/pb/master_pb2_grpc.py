@@ -80,6 +80,26 @@ class MasterStub:
                 request_serializer=master__pb2.AppLogsRequest.SerializeToString,
                 response_deserializer=types__pb2.LogChunk.FromString,
                 _registered_method=True)
+        self.CreatePool = channel.unary_unary(
+                '/gaia.v1.Master/CreatePool',
+                request_serializer=master__pb2.PoolRequest.SerializeToString,
+                response_deserializer=types__pb2.Pool.FromString,
+                _registered_method=True)
+        self.UpdatePool = channel.unary_unary(
+                '/gaia.v1.Master/UpdatePool',
+                request_serializer=master__pb2.PoolRequest.SerializeToString,
+                response_deserializer=types__pb2.Pool.FromString,
+                _registered_method=True)
+        self.DeletePool = channel.unary_unary(
+                '/gaia.v1.Master/DeletePool',
+                request_serializer=master__pb2.DeletePoolRequest.SerializeToString,
+                response_deserializer=types__pb2.Pool.FromString,
+                _registered_method=True)
+        self.ListPools = channel.unary_unary(
+                '/gaia.v1.Master/ListPools',
+                request_serializer=master__pb2.ListPoolsRequest.SerializeToString,
+                response_deserializer=master__pb2.ListPoolsResponse.FromString,
+                _registered_method=True)
         self.RegisterAM = channel.unary_unary(
                 '/gaia.v1.Master/RegisterAM',
                 request_serializer=master__pb2.RegisterAMRequest.SerializeToString,
@@ -160,6 +180,32 @@ class MasterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreatePool(self, request, context):
+        """Operators: resource pools
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdatePool(self, request, context):
+        """replaces the pool's settings
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePool(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPools(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RegisterAM(self, request, context):
         """ApplicationMasters
         """
@@ -232,6 +278,26 @@ def add_MasterServicer_to_server(servicer, server):
                     servicer.Logs,
                     request_deserializer=master__pb2.AppLogsRequest.FromString,
                     response_serializer=types__pb2.LogChunk.SerializeToString,
+            ),
+            'CreatePool': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePool,
+                    request_deserializer=master__pb2.PoolRequest.FromString,
+                    response_serializer=types__pb2.Pool.SerializeToString,
+            ),
+            'UpdatePool': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePool,
+                    request_deserializer=master__pb2.PoolRequest.FromString,
+                    response_serializer=types__pb2.Pool.SerializeToString,
+            ),
+            'DeletePool': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePool,
+                    request_deserializer=master__pb2.DeletePoolRequest.FromString,
+                    response_serializer=types__pb2.Pool.SerializeToString,
+            ),
+            'ListPools': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPools,
+                    request_deserializer=master__pb2.ListPoolsRequest.FromString,
+                    response_serializer=master__pb2.ListPoolsResponse.SerializeToString,
             ),
             'RegisterAM': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterAM,
@@ -497,6 +563,114 @@ class Master:
             '/gaia.v1.Master/Logs',
             master__pb2.AppLogsRequest.SerializeToString,
             types__pb2.LogChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/CreatePool',
+            master__pb2.PoolRequest.SerializeToString,
+            types__pb2.Pool.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/UpdatePool',
+            master__pb2.PoolRequest.SerializeToString,
+            types__pb2.Pool.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/DeletePool',
+            master__pb2.DeletePoolRequest.SerializeToString,
+            types__pb2.Pool.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPools(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/ListPools',
+            master__pb2.ListPoolsRequest.SerializeToString,
+            master__pb2.ListPoolsResponse.FromString,
             options,
             channel_credentials,
             insecure,

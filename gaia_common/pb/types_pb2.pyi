@@ -89,7 +89,7 @@ class Port(_message.Message):
     def __init__(self, name: _Optional[str] = ..., container_port: _Optional[int] = ..., protocol: _Optional[str] = ...) -> None: ...
 
 class AppSpec(_message.Message):
-    __slots__ = ("name", "pool", "priority", "instances", "kind", "driver", "command", "image", "env", "resources", "ports", "retry_times", "migrate_times", "workdir", "network")
+    __slots__ = ("name", "pool", "priority", "instances", "kind", "driver", "command", "image", "env", "resources", "ports", "retry_times", "migrate_times", "workdir", "network", "gang", "constraints", "gpu_model", "max_per_node", "spread_by")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +112,11 @@ class AppSpec(_message.Message):
     MIGRATE_TIMES_FIELD_NUMBER: _ClassVar[int]
     WORKDIR_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
+    GANG_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
+    GPU_MODEL_FIELD_NUMBER: _ClassVar[int]
+    MAX_PER_NODE_FIELD_NUMBER: _ClassVar[int]
+    SPREAD_BY_FIELD_NUMBER: _ClassVar[int]
     name: str
     pool: str
     priority: int
@@ -127,7 +132,42 @@ class AppSpec(_message.Message):
     migrate_times: int
     workdir: str
     network: str
-    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., priority: _Optional[int] = ..., instances: _Optional[int] = ..., kind: _Optional[_Union[AppKind, str]] = ..., driver: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., retry_times: _Optional[int] = ..., migrate_times: _Optional[int] = ..., workdir: _Optional[str] = ..., network: _Optional[str] = ...) -> None: ...
+    gang: int
+    constraints: _containers.RepeatedCompositeFieldContainer[Constraint]
+    gpu_model: str
+    max_per_node: int
+    spread_by: str
+    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., priority: _Optional[int] = ..., instances: _Optional[int] = ..., kind: _Optional[_Union[AppKind, str]] = ..., driver: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., retry_times: _Optional[int] = ..., migrate_times: _Optional[int] = ..., workdir: _Optional[str] = ..., network: _Optional[str] = ..., gang: _Optional[int] = ..., constraints: _Optional[_Iterable[_Union[Constraint, _Mapping]]] = ..., gpu_model: _Optional[str] = ..., max_per_node: _Optional[int] = ..., spread_by: _Optional[str] = ...) -> None: ...
+
+class Constraint(_message.Message):
+    __slots__ = ("label", "op", "values")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    OP_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    op: str
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, label: _Optional[str] = ..., op: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Pool(_message.Message):
+    __slots__ = ("path", "weight", "min", "max", "gpu_models", "max_gpus", "epoch", "updated_unix_ms")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    GPU_MODELS_FIELD_NUMBER: _ClassVar[int]
+    MAX_GPUS_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    weight: float
+    min: Resources
+    max: Resources
+    gpu_models: _containers.RepeatedScalarFieldContainer[str]
+    max_gpus: int
+    epoch: int
+    updated_unix_ms: int
+    def __init__(self, path: _Optional[str] = ..., weight: _Optional[float] = ..., min: _Optional[_Union[Resources, _Mapping]] = ..., max: _Optional[_Union[Resources, _Mapping]] = ..., gpu_models: _Optional[_Iterable[str]] = ..., max_gpus: _Optional[int] = ..., epoch: _Optional[int] = ..., updated_unix_ms: _Optional[int] = ...) -> None: ...
 
 class AppRecord(_message.Message):
     __slots__ = ("app_id", "spec", "state", "message", "am_attempt", "created_unix_ms", "epoch", "idempotency_key", "next_instance")

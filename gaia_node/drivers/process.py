@@ -8,6 +8,7 @@ at once); the shim only puts the child into them before exec.
 """
 import dataclasses
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -77,8 +78,7 @@ class ProcessDriver:
         state.write_json_atomic(os.path.join(directory, state.LAUNCH), launch)
         handle = ProcessHandle(spec.container_id)
         try:
-            self._spawn_shim(directory)
-            self._wait_for_report(handle)
+            self._wait_for_report(handle, self._spawn_shim(directory))
         except StartFailed:
             self._abandon(handle)
             raise
@@ -94,13 +94,22 @@ class ProcessDriver:
             raise StartFailed(f"cannot set up the {self.cgroups.version} cgroup: {e}") from None
 
     @staticmethod
-    def _spawn_shim(directory: str):
+    def _spawn_shim(directory: str) -> int:
+        """Start the shim; return the read end of its readiness pipe."""
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
-        with open(os.path.join(directory, "shim.log"), "ab") as log:
-            first = subprocess.Popen([sys.executable, "-m", "gaia_node.shim", directory], cwd=directory, env=env,
-                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                     close_fds=True, start_new_session=True)
+        ready_r, ready_w = os.pipe()
+        try:
+            with open(os.path.join(directory, "shim.log"), "ab") as log:
+                # -S: the shim needs only the standard library and this package (on PYTHONPATH)
+                first = subprocess.Popen([sys.executable, "-S", "-m", "gaia_node.shim", directory, str(ready_w)],
+                                         cwd=directory, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         close_fds=True, pass_fds=(ready_w,), start_new_session=True)
+        except BaseException:
+            os.close(ready_r)
+            raise
+        finally:
+            os.close(ready_w)
         try:
             code = first.wait(SHIM_REPORT_TIMEOUT)  # the first shim process only forks and exits
         except subprocess.TimeoutExpired:
@@ -108,17 +117,20 @@ class ProcessDriver:
             first.wait()
             code = -9
         if code != 0:
+            os.close(ready_r)
             raise StartFailed(f"the shim failed to start (exit {code}); see {directory}/shim.log")
+        return ready_r
 
-    def _wait_for_report(self, handle: ProcessHandle):
+    def _wait_for_report(self, handle: ProcessHandle, ready_fd: int):
+        """Wait for the shim's readiness byte (or its end of the pipe closing), then read state.json."""
         path = self.dirs.path(handle.container_id, state.SHIM_STATE)
-        deadline = time.monotonic() + SHIM_REPORT_TIMEOUT
-        while time.monotonic() < deadline:
-            record = state.read_json(path) or {}
-            if record.get("pid") or "finished_at" in record:
-                return
-            time.sleep(POLL)
-        raise StartFailed(f"the shim did not report a pid within {SHIM_REPORT_TIMEOUT:g}s")
+        try:
+            select.select([ready_fd], [], [], SHIM_REPORT_TIMEOUT)
+        finally:
+            os.close(ready_fd)
+        record = state.read_json(path) or {}
+        if not (record.get("pid") or "finished_at" in record):
+            raise StartFailed(f"the shim did not report a pid within {SHIM_REPORT_TIMEOUT:g}s")
 
     # ---- status ----
 

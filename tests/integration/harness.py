@@ -63,12 +63,12 @@ class LocalCluster:
         env.update(extra or {})
         return env
 
-    def _spawn(self, kind: str, config: dict, log_name: str, env_extra=None) -> subprocess.Popen:
+    def _spawn(self, kind: str, config: dict, log_name: str, env_extra=None, args=()) -> subprocess.Popen:
         path = os.path.join(self.workdir, f"{log_name}.yaml")
         with open(path, "w") as f:
             yaml.safe_dump(config, f)
         log = open(os.path.join(self.workdir, f"{log_name}.log"), "ab")
-        return subprocess.Popen([sys.executable, "-m", "gaia_cli", kind, "run", "--config", path],
+        return subprocess.Popen([sys.executable, "-m", "gaia_cli", kind, "run", "--config", path, *args],
                                 stdout=log, stderr=subprocess.STDOUT, env=self._env(env_extra),
                                 start_new_session=True, cwd=ROOT)
 
@@ -87,6 +87,15 @@ class LocalCluster:
                   "cgroup_parent": f"gaia-{self.name}", "lease_ttl": 3, **overrides}
         proc = self._spawn("node", config, node_id)
         self.nodes[node_id] = proc
+        return proc
+
+    def start_hollow(self, count: int, base_id: str = None, **overrides) -> subprocess.Popen:
+        """`gaia node run --hollow count`: node ids <base_id>-hollow-<i>, all in one process."""
+        base_id = base_id or f"{self.name}-h"
+        config = {"cluster": self.name, "etcd": self.etcd_endpoints, "listen": "127.0.0.1:0",
+                  "id": base_id, "lease_ttl": 3, **overrides}
+        proc = self._spawn("node", config, base_id, args=("--hollow", str(count)))
+        self.nodes[base_id] = proc
         return proc
 
     # ---- views ----

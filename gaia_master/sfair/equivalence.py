@@ -1,0 +1,112 @@
+"""Equivalence classes: requests with the same shape and constraints (and, when they spread,
+the same app) share their per-node vectors for the whole cycle.
+
+A class holds `slots[N]` (how many more instances each node takes: fits, static filters and
+per-node anti-affinity combined) and `score[N]` (weighted scorers). After the first build,
+only the node rows that changed since the class last looked (the state's change log) are
+recomputed, so placing k identical instances costs a few small row updates, not k passes.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+
+from gaia_master.sfair.model import GPU_DIMS, PendingRequest, Spread
+
+
+@dataclasses.dataclass(eq=False)
+class EqClass:
+    key: tuple
+    shape: np.ndarray
+    dims: np.ndarray                     # dimensions the shape asks for
+    constraints: tuple
+    gpu_models: tuple                    # effective: request's choice within the pool's allowance
+    spread: Optional[Spread]
+    app: Optional[str]                   # set only when the class spreads (counts are per app)
+    static_mask: np.ndarray = None
+    static_results: list = None          # FilterResult per static filter, for explanations
+    slots: np.ndarray = None
+    score: np.ndarray = None
+    pick: np.ndarray = None              # score where a slot is left, -inf elsewhere
+    shape_dims: np.ndarray = None        # shape[dims], and the class's columns of 1/capacity
+    inv_capacity_dims: np.ndarray = None
+    seen: int = -1                       # state version the vectors reflect
+
+
+class EquivalenceCache:
+    def __init__(self, state, static_filters, fits, spread_node, scorers):
+        self.state = state
+        self.static_filters = static_filters
+        self.fits = fits
+        self.spread_node = spread_node
+        self.scorers = scorers               # [(scorer, weight)]
+        self._classes: dict = {}
+        self._static: dict = {}
+        self.full_rebuilds = 0
+        self.row_refreshes = 0
+
+    def of(self, request: PendingRequest, pool_gpu_models: tuple) -> EqClass:
+        gpu = _effective_gpu_models(request.gpu_models, pool_gpu_models)
+        app = request.app if request.spread is not None else None
+        key = (request.shape.tobytes(), request.constraints, gpu, request.spread, app)
+        eq = self._classes.get(key)
+        if eq is None:
+            shape = np.asarray(request.shape, dtype=np.int64)
+            eq = EqClass(key, shape, np.flatnonzero(shape), request.constraints, gpu, request.spread, app)
+            eq.shape_dims = shape[eq.dims]
+            eq.inv_capacity_dims = self.state.inv_capacity[:, eq.dims]
+            eq.static_mask, eq.static_results = self._static_mask(eq)
+            self._classes[key] = eq
+        return eq
+
+    def refresh(self, eq: EqClass) -> EqClass:
+        state = self.state
+        if eq.seen == state.version:
+            return eq
+        n = len(state.nodes)
+        pending = state.version - eq.seen
+        if eq.slots is None or pending > n // 8:
+            rows = np.arange(n)
+            eq.slots = np.zeros(n, dtype=np.int64)
+            eq.score = np.zeros(n)
+            eq.pick = np.full(n, -np.inf)
+            self.full_rebuilds += 1
+        else:
+            changed = set(state.changed[eq.seen:])
+            rows = np.fromiter(sorted(changed), dtype=np.int64, count=len(changed))
+            self.row_refreshes += 1
+        slots = self.fits.slots(state, eq, rows)
+        if self.spread_node.applies(eq):
+            slots = np.minimum(slots, self.spread_node.room(state, eq, rows))
+        eq.slots[rows] = np.where(eq.static_mask[rows], slots, 0)
+        score = np.zeros(len(rows))
+        for scorer, weight in self.scorers:
+            if weight and scorer.applies(eq):
+                score += weight * scorer.score(state, eq, rows)
+        eq.score[rows] = score
+        eq.pick[rows] = np.where(eq.slots[rows] > 0, score, -np.inf)
+        eq.seen = state.version
+        return eq
+
+    def _static_mask(self, eq: EqClass) -> tuple:
+        key = (eq.constraints, eq.gpu_models, eq.shape[list(GPU_DIMS)].any())
+        hit = self._static.get(key)
+        if hit is None:
+            nodes = self.state.nodes
+            mask = np.ones(len(nodes), dtype=bool)
+            results = []
+            for f in self.static_filters:
+                if f.applies(eq):
+                    result = f.filter(nodes, eq)
+                    results.append(result)
+                    mask &= result.mask
+            hit = self._static[key] = (mask, results)
+        return hit
+
+
+def _effective_gpu_models(asked: tuple, allowed: tuple) -> tuple:
+    if asked and allowed:
+        return tuple(m for m in asked if m in allowed) or ("<none allowed>",)
+    return tuple(asked or allowed)

@@ -1,0 +1,165 @@
+"""Sfair's input and output values: plain dataclasses and numpy arrays, no protobuf, no etcd.
+
+The leader builds a `ClusterSnapshot` from its node view, allocation table, pool store and the
+pending AM requests, asks `Sfair.schedule(snapshot)` for a `Plan`, and applies the plan itself.
+
+Expected mapping from the stored values (the master's side, not done here):
+
+  NodeInfo.node_id / .capacity / .labels      -> Nodes.ids / .capacity row / .labels
+  capacity minus the sum of Allocation.request -> Nodes.allocated row (what is granted already)
+  labels["gaia.io/gpu-model"] (or a NodeInfo field) -> Nodes.gpu_models
+  Allocation (app_id, node_id, request) + the app's AppSpec.pool / .priority -> Running
+  pool records in etcd (path, weight, guaranteed, max, gpu models) -> PoolSpec
+  RequestContainers(app_id, count, resources.request, gang, constraints) + AppSpec.pool /
+      .priority + AppRecord.next_instance (first_instance) + arrival time -> PendingRequest
+
+Resource vectors are int64 arrays over `DIMENSIONS` (gaia_common.resources), in the same
+units as the Resources message (millicores, bytes, bits/s, GPU share percent...).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from gaia_common.resources import DIMENSIONS
+
+D = len(DIMENSIONS)
+DIM_INDEX = {name: i for i, name in enumerate(DIMENSIONS)}
+UNLIMITED = np.int64(2**62)          # a max quota with no limit in that dimension
+GPU_DIMS = (DIM_INDEX["gpu_share"], DIM_INDEX["gpu_memory_bytes"])
+
+
+def vec(values: Optional[Mapping[str, int]] = None, fill: int = 0, **kw) -> np.ndarray:
+    """A resource vector from dimension names: vec(cpu_millis=1000, memory_bytes=2**30)."""
+    out = np.full(D, fill, dtype=np.int64)
+    for name, amount in {**(values or {}), **kw}.items():
+        out[DIM_INDEX[name]] = amount
+    return out
+
+
+class Nodes:
+    """Every schedulable node as rows of arrays, plus a columnar index of its labels.
+
+    Labels are encoded per key as small integer codes (-1: the node lacks the key), so a
+    label filter is one comparison over all nodes at once.
+    """
+
+    def __init__(self, ids: Sequence[str], capacity: np.ndarray, allocated: Optional[np.ndarray] = None,
+                 labels: Optional[Sequence[Mapping[str, str]]] = None,
+                 gpu_models: Optional[Sequence[str]] = None):
+        self.ids = list(ids)
+        n = len(self.ids)
+        self.capacity = np.asarray(capacity, dtype=np.int64).reshape(n, D)
+        self.allocated = (np.zeros((n, D), dtype=np.int64) if allocated is None
+                          else np.asarray(allocated, dtype=np.int64).reshape(n, D))
+        self.labels = [dict(l) for l in labels] if labels is not None else [{} for _ in range(n)]
+        self.gpu_models = list(gpu_models) if gpu_models is not None else [""] * n
+        self.index = {node_id: i for i, node_id in enumerate(self.ids)}
+        self._codes: dict = {}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def label_codes(self, key: str) -> tuple:
+        """(codes[N] int32, value -> code) for one label key, built once and cached."""
+        if key not in self._codes:
+            values: dict = {}
+            codes = np.fromiter((values.setdefault(l[key], len(values)) if key in l else -1
+                                 for l in self.labels), dtype=np.int32, count=len(self.ids))
+            self._codes[key] = (codes, values)
+        return self._codes[key]
+
+    def gpu_model_codes(self) -> tuple:
+        key = ("gpu-model",)
+        if key not in self._codes:
+            values: dict = {}
+            codes = np.fromiter((values.setdefault(m, len(values)) if m else -1 for m in self.gpu_models),
+                                dtype=np.int32, count=len(self.ids))
+            self._codes[key] = (codes, values)
+        return self._codes[key]
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelConstraint:
+    """A node label test. op: '=', '!=', 'in', 'not_in', 'exists', 'not_exists'.
+
+    '!=' and 'not_in' match nodes that lack the key (as Kubernetes' NotIn does)."""
+    key: str
+    op: str
+    values: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Spread:
+    """Anti-affinity of an app's instances: at most max_per_node on a node and at most
+    max_per_domain per value of the failure-domain label `domain_key` (rack, zone)."""
+    max_per_node: Optional[int] = None
+    domain_key: Optional[str] = None
+    max_per_domain: Optional[int] = None
+    prefer_spread: bool = False          # score towards emptier nodes instead of packing
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolSpec:
+    path: str                            # "ads/ranking/online"; parents are implied
+    weight: float = 1.0
+    guaranteed: Optional[np.ndarray] = None   # [D]; None: no guarantee
+    max_quota: Optional[np.ndarray] = None    # [D]; None: unlimited (UNLIMITED per dim)
+    gpu_models: tuple = ()               # allowed GPU models; () = any
+
+
+@dataclasses.dataclass(frozen=True)
+class Running:
+    """A container already granted: it counts towards its pool's and app's share."""
+    app: str
+    pool: str
+    priority: int
+    node: str
+    resources: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PendingRequest:
+    request_id: str                      # unique in the snapshot, e.g. "<app_id>/<seq>"
+    app: str
+    pool: str
+    priority: int
+    count: int
+    shape: np.ndarray                    # [D] per instance
+    gang: bool = False
+    constraints: tuple = ()              # LabelConstraint...
+    gpu_models: tuple = ()               # acceptable GPU models; () = any the pool allows
+    spread: Optional[Spread] = None
+    submitted_at: float = 0.0
+    first_instance: int = 0              # instance index of the first one granted
+
+
+@dataclasses.dataclass
+class ClusterSnapshot:
+    nodes: Nodes
+    pools: Sequence[PoolSpec]
+    running: Sequence[Running] = ()
+    pending: Sequence[PendingRequest] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Grant:
+    request_id: str
+    app: str
+    instance: int
+    node: str
+
+
+@dataclasses.dataclass
+class Plan:
+    grants: list                         # Grant, in the order decided
+    pending: dict                        # request_id -> reason (str) for what was not placed
+    stats: dict = dataclasses.field(default_factory=dict)   # timings and counters
+
+    def by_request(self) -> dict:
+        out: dict = {}
+        for g in self.grants:
+            out.setdefault(g.request_id, []).append(g)
+        return out

@@ -1,0 +1,1 @@
+"""Sfair's policy plugins, one concern per module (filters and scorers)."""

@@ -1,0 +1,41 @@
+"""Node labels: =, !=, in, not_in, exists, not_exists, one vector comparison per constraint."""
+import numpy as np
+
+from gaia_master.sfair.framework import FilterResult
+
+OPS = ("=", "!=", "in", "not_in", "exists", "not_exists")
+
+
+class NodeLabels:
+    name = "labels"
+
+    def applies(self, eq) -> bool:
+        return bool(eq.constraints)
+
+    def filter(self, nodes, eq) -> FilterResult:
+        mask = np.ones(len(nodes), dtype=bool)
+        for c in eq.constraints:
+            mask &= _match(nodes, c)
+        reason = ", ".join(_describe(c) for c in eq.constraints)
+        return FilterResult(self.name, mask, f"labels do not match {reason}")
+
+
+def _match(nodes, c) -> np.ndarray:
+    codes, values = nodes.label_codes(c.key)
+    wanted = [values[v] for v in c.values if v in values]
+    if c.op == "exists":
+        return codes >= 0
+    if c.op == "not_exists":
+        return codes < 0
+    if c.op in ("=", "in"):
+        return np.isin(codes, wanted) if wanted else np.zeros(len(codes), dtype=bool)
+    if c.op in ("!=", "not_in"):
+        return ~np.isin(codes, wanted) if wanted else np.ones(len(codes), dtype=bool)
+    # an unknown operator matches nothing: the request stays pending with this reason
+    return np.zeros(len(codes), dtype=bool)
+
+
+def _describe(c) -> str:
+    if c.op in ("exists", "not_exists"):
+        return f"{c.key} {c.op}"
+    return f"{c.key} {c.op} {','.join(c.values)}"

@@ -1,0 +1,32 @@
+"""Scorers. Packing (most allocated after placing) keeps whole nodes free for large requests;
+spreading (least allocated) is used where the request asks for it."""
+import numpy as np
+
+
+def _utilisation_after(state, eq, rows) -> np.ndarray:
+    """Mean over the class's dimensions of the node's allocated share once one more instance
+    is placed: 0 (empty) .. 1 (full)."""
+    if eq.dims.size == 0:
+        return np.zeros(len(rows))
+    free_after = state.free[rows[:, None], eq.dims] - eq.shape_dims
+    share = 1.0 - (free_after * eq.inv_capacity_dims[rows]).sum(axis=1) / eq.dims.size
+    return np.clip(share, 0.0, 1.0)
+
+class MostAllocated:
+    name = "packing"
+
+    def applies(self, eq) -> bool:
+        return eq.spread is None or not eq.spread.prefer_spread
+
+    def score(self, state, eq, rows) -> np.ndarray:
+        return _utilisation_after(state, eq, rows)
+
+
+class LeastAllocated:
+    name = "spreading"
+
+    def applies(self, eq) -> bool:
+        return eq.spread is not None and eq.spread.prefer_spread
+
+    def score(self, state, eq, rows) -> np.ndarray:
+        return 1.0 - _utilisation_after(state, eq, rows)

@@ -1,0 +1,177 @@
+"""Sfair's cycle: one pure function from a ClusterSnapshot to a Plan.
+
+    plan = Sfair().schedule(snapshot)
+
+Steps, each in its own module: the fair queue picks the next request and how many instances
+it may take (order.py); max quotas cap that (pools.py); the request's equivalence class
+gives per-node slots and scores, refreshed only where nodes changed (equivalence.py); the
+nodes are chosen in one vector pass (placement.py); a gang goes through a statement that
+commits all or rolls back (statement.py). What stays pending carries a reason (explain.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from gaia_master.sfair.equivalence import EquivalenceCache
+from gaia_master.sfair.explain import explain_filters
+from gaia_master.sfair.fairshare import entitlement_shares
+from gaia_master.sfair.model import ClusterSnapshot, Plan
+from gaia_master.sfair.order import FairQueue, Work
+from gaia_master.sfair.placement import choose_nodes
+from gaia_master.sfair.plan import PlanBuilder
+from gaia_master.sfair.plugins.fits import Fits
+from gaia_master.sfair.plugins.gpu_model import GpuModel
+from gaia_master.sfair.plugins.labels import NodeLabels
+from gaia_master.sfair.plugins.packing import LeastAllocated, MostAllocated
+from gaia_master.sfair.plugins.spread import SpreadPerDomain, SpreadPerNode
+from gaia_master.sfair.state import ClusterState
+from gaia_master.sfair.statement import Statement
+
+
+@dataclasses.dataclass
+class SfairConfig:
+    packing_weight: float = 1.0          # operator multipliers of the 0..1 scores
+    spreading_weight: float = 1.0
+    # When everything pending fits in what is free (summed over the cluster), the order
+    # cannot starve anyone, so each request is placed whole in one step.
+    uncontended_fast_path: bool = True
+    # Let a pool below its weighted DRF entitlement (water-filled over aggregates) take
+    # several instances per step; off: strict one-rival-at-a-time progressive filling.
+    entitlement_chunks: bool = True
+
+
+@dataclasses.dataclass
+class Plugins:
+    static_filters: list
+    fits: Fits
+    spread_node: SpreadPerNode
+    spread_domain: SpreadPerDomain
+    scorers: list                        # [(scorer, weight)]
+
+    @classmethod
+    def default(cls, config: SfairConfig) -> "Plugins":
+        return cls([NodeLabels(), GpuModel()], Fits(), SpreadPerNode(), SpreadPerDomain(),
+                   [(MostAllocated(), config.packing_weight), (LeastAllocated(), config.spreading_weight)])
+
+
+class Sfair:
+    def __init__(self, config: SfairConfig = None, plugins: Plugins = None):
+        self.config = config or SfairConfig()
+        self.plugins = plugins or Plugins.default(self.config)
+
+    def schedule(self, snapshot: ClusterSnapshot) -> Plan:
+        return _Cycle(snapshot, self.config, self.plugins).run()
+
+
+class _Cycle:
+    def __init__(self, snapshot, config, plugins):
+        self.t0 = time.perf_counter()
+        self.config = config
+        self.plugins = plugins
+        self.state = ClusterState(snapshot)
+        p = plugins
+        self.cache = EquivalenceCache(self.state, p.static_filters, p.fits, p.spread_node, p.scorers)
+        self.plan = PlanBuilder(self.state.nodes)
+        self.works = []
+        self.steps = 0
+        pools = self.state.pools
+        for seq, req in enumerate(snapshot.pending):
+            pool = pools.index.get(req.pool.strip("/"))
+            w = Work(req, pool if pool is not None else -1, int(req.count), seq)
+            if pool is None:
+                w.reason = f"no pool {req.pool!r}"
+            elif not pools.is_leaf(pool):
+                w.reason = f"pool {req.pool!r} has child pools; requests go to leaf pools"
+            elif req.count <= 0:
+                w.reason, w.remaining = "count must be positive", 0
+            self.works.append(w)
+        self.uncontended = config.uncontended_fast_path and self._demand_fits()
+
+    def _demand_fits(self) -> bool:
+        demand = sum((w.remaining * w.request.shape for w in self.works if not w.reason), 0)
+        return bool(np.all(demand <= self.state.free.sum(axis=0)))
+
+    def run(self) -> Plan:
+        live = [w for w in self.works if not w.reason and w.remaining]
+        entitlement = None
+        if not self.uncontended and self.config.entitlement_chunks:
+            pending = {}
+            for w in live:
+                pending[w.pool] = pending.get(w.pool, 0) + w.remaining * w.request.shape
+            entitlement = entitlement_shares(self.state.pools, pending, self.state.cluster_capacity)
+        queue = FairQueue(self.state, live, entitlement)
+        while True:
+            picked = queue.next()
+            if picked is None:
+                break
+            work, fair_limit = picked
+            t = time.perf_counter()
+            active = self._step(work, fair_limit)
+            work.spent_s += time.perf_counter() - t
+            if not active:
+                work.done_at_s = time.perf_counter() - self.t0
+            queue.requeue(work, active)
+            self.steps += 1
+        return self._finish()
+
+    def _step(self, work: Work, fair_limit: int) -> bool:
+        """Place one chunk of `work`; True while it may take more in this cycle."""
+        req = work.request
+        pools = self.state.pools
+        want = work.remaining if (req.gang or self.uncontended) else min(work.remaining, fair_limit)
+        room, limit = pools.quota_room(work.pool, req.shape)
+        if room < (work.remaining if req.gang else 1):
+            work.reason = f"quota: pool {limit[0]!r} max {limit[1]} reached"
+            return False
+        want = min(want, room)
+        eq = self.cache.refresh(self.cache.of(req, pools.gpu_models[work.pool]))
+        rows, n = choose_nodes(self.state, eq, want, self.plugins.spread_domain)
+        placed = int(n.sum())
+        if req.gang:
+            stmt = Statement(self.state)
+            if placed == want:
+                stmt.place(rows, n, req.shape, req.app, work.pool)
+                for op in stmt.commit():
+                    self._grant(work, op[0], op[1])
+                return False
+            # nothing of a gang is held: whatever was tentatively placed is rolled back
+            stmt.discard()
+            work.reason = (f"gang of {req.count}: only {placed} fit; "
+                           + explain_filters(self.state, eq, self.plugins))
+            return False
+        if placed:
+            self.state.place(rows, n, req.shape, req.app, work.pool)
+            self._grant(work, rows, n)
+        if placed < want:
+            work.reason = explain_filters(self.state, self.cache.refresh(eq), self.plugins)
+            return False
+        return work.remaining > 0
+
+    def _grant(self, work: Work, rows, n) -> None:
+        req = work.request
+        self.plan.add(req.request_id, req.app, req.first_instance + work.granted, rows, n)
+        k = int(n.sum())
+        work.granted += k
+        work.remaining -= k
+
+    def _finish(self) -> Plan:
+        pending = {}
+        for w in self.works:
+            if w.remaining > 0:
+                why = w.reason or "not reached in this cycle"
+                pending[w.request.request_id] = f"{w.remaining} of {w.request.count} pending: {why}"
+        stats = {
+            "cycle_s": time.perf_counter() - self.t0,
+            "placements": self.plan.count,
+            "steps": self.steps,
+            "classes": len(self.cache._classes),
+            "full_rebuilds": self.cache.full_rebuilds,
+            "row_refreshes": self.cache.row_refreshes,
+            "uncontended": self.uncontended,
+            "request_spent_s": [w.spent_s for w in self.works],
+            "request_done_at_s": [w.done_at_s for w in self.works],
+        }
+        return self.plan.build(pending, stats)

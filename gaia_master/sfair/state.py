@@ -1,0 +1,85 @@
+"""The cycle's working copy of the cluster: free capacity, per-app counts, usage by pool and
+app, and a log of changed node rows that the equivalence-class caches replay incrementally.
+
+Only `place` and `unplace` mutate it, and they are exact inverses (the statement relies on
+that to roll back).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from gaia_master.sfair.model import D, ClusterSnapshot
+from gaia_master.sfair.pools import PoolTree
+
+
+class ClusterState:
+    def __init__(self, snapshot: ClusterSnapshot):
+        nodes = snapshot.nodes
+        self.nodes = nodes
+        self.capacity = nodes.capacity
+        self.inv_capacity = np.where(self.capacity > 0, 1.0 / np.maximum(self.capacity, 1), 0.0)
+        self.free = nodes.capacity - nodes.allocated
+        self.cluster_capacity = nodes.capacity.sum(axis=0)
+        self.pools = PoolTree(snapshot.pools, self.cluster_capacity)
+        self.app_usage: dict = {}
+        self._app_share: dict = {}
+        self._app_nodes: dict = {}           # app -> node rows of its running containers
+        self._app_counts: dict = {}          # app -> int32[N], built when a spread needs it
+        self.changed: list = []              # node rows touched in this cycle, in order
+        for r in snapshot.running:
+            row = nodes.index.get(r.node)
+            pool = self.pools.index.get(r.pool.strip("/"))
+            res = np.asarray(r.resources, dtype=np.int64)
+            if pool is not None:
+                self.pools.charge(pool, res)
+            self.app_usage[r.app] = self.app_usage.get(r.app, 0) + res
+            if row is not None:
+                self._app_nodes.setdefault(r.app, []).append(row)
+
+    @property
+    def version(self) -> int:
+        return len(self.changed)
+
+    def app_share(self, app: str) -> float:
+        share = self._app_share.get(app)
+        if share is None:
+            usage = self.app_usage.get(app)
+            share = 0.0 if usage is None else float((usage * self.pools.inv_capacity).max())
+            self._app_share[app] = share
+        return share
+
+    def app_counts(self, app: str) -> np.ndarray:
+        """Instances of `app` per node (running plus granted in this cycle)."""
+        counts = self._app_counts.get(app)
+        if counts is None:
+            counts = np.zeros(len(self.nodes), dtype=np.int32)
+            rows = self._app_nodes.get(app)
+            if rows:
+                np.add.at(counts, np.asarray(rows), 1)
+            self._app_counts[app] = counts
+        return counts
+
+    def place(self, rows: np.ndarray, n: np.ndarray, shape: np.ndarray, app: str, pool: int) -> None:
+        """n[i] instances of `shape` on node rows[i] (rows distinct)."""
+        self._apply(rows, n, shape, app, pool, +1)
+
+    def unplace(self, rows: np.ndarray, n: np.ndarray, shape: np.ndarray, app: str, pool: int) -> None:
+        self._apply(rows, n, shape, app, pool, -1)
+
+    def _apply(self, rows, n, shape, app, pool, sign) -> None:
+        if rows.size == 1:
+            self.free[int(rows[0])] -= (sign * int(n[0])) * shape
+        else:
+            self.free[rows] -= sign * n[:, None] * shape[None, :]
+        total = sign * int(n.sum()) * shape
+        self.pools.charge(pool, total)
+        self.app_usage[app] = self.app_usage.get(app, np.zeros(D, dtype=np.int64)) + total
+        self._app_share.pop(app, None)
+        counts = self._app_counts.get(app)
+        if counts is None and sign < 0:
+            counts = self.app_counts(app)    # includes what is being undone; subtracted below
+        if counts is not None:
+            counts[rows] += sign * n.astype(np.int32)
+        else:
+            self._app_nodes.setdefault(app, []).extend(np.repeat(rows, n).tolist())
+        self.changed.extend(rows.tolist())
