@@ -79,13 +79,41 @@ class MasterClient:
 
         Only safe for idempotent calls or calls that carry an idempotency key.
         """
+        return self._on_leader(lambda stub: getattr(stub, method)(request, timeout=timeout or self.deadline))
+
+    def stream(self, method: str, request, timeout: float = None):
+        """Iterate a server-streaming `method` on the leader. Redirects and failovers are
+        followed until the first message arrives; after that an error ends the stream
+        (resuming a half-read stream could repeat what was already yielded)."""
+        def open_stream(stub):
+            call = getattr(stub, method)(request, timeout=timeout)
+            try:
+                return call, [next(call)]
+            except StopIteration:
+                return call, []
+            except grpc.RpcError:
+                call.cancel()
+                raise
+
+        call, head = self._on_leader(open_stream)
+        try:
+            yield from head
+            yield from call
+        except grpc.RpcError as e:
+            raise GaiaError(e.code(), e.details()) from None
+        finally:
+            call.cancel()
+
+    def _on_leader(self, attempt):
+        """`attempt(stub)` against the leading master: a retryable gRPC error moves on to the
+        leader a follower names, or, after a short backoff, to whoever leads now."""
         give_up = time.monotonic() + self.retry_for
         last = "no master is registered for this cluster"
-        attempt = 0
+        backoffs = 0
         while True:
             for address in self._candidates():
                 try:
-                    return getattr(self._stub(address), method)(request, timeout=timeout or self.deadline)
+                    return attempt(self._stub(address))
                 except grpc.RpcError as e:
                     if e.code() not in RETRYABLE:
                         raise GaiaError(e.code(), e.details()) from None
@@ -96,40 +124,5 @@ class MasterClient:
             if time.monotonic() > give_up:
                 raise GaiaError(grpc.StatusCode.UNAVAILABLE, f"no leading master answered: {last}")
             if not self._leader:
-                attempt += 1
-                time.sleep(min(0.5, 0.05 * 2 ** min(attempt, 4)) * (0.5 + random.random()))
-
-    def stream(self, method: str, request, timeout: float = None):
-        """Iterate a server-streaming `method` on the leader. Redirects and failovers are
-        followed until the first message arrives; after that an error ends the stream
-        (resuming a half-read stream could repeat what was already yielded)."""
-        give_up = time.monotonic() + self.retry_for
-        last = "no master is registered for this cluster"
-        while True:
-            for address in self._candidates():
-                call = getattr(self._stub(address), method)(request, timeout=timeout)
-                try:
-                    try:
-                        first = next(call)
-                    except StopIteration:
-                        return
-                    except grpc.RpcError as e:
-                        if e.code() not in RETRYABLE:
-                            raise GaiaError(e.code(), e.details()) from None
-                        last = f"{address}: {e.code().name}: {e.details()}"
-                        self._leader = rpc.leader_of(e) if e.code() == grpc.StatusCode.FAILED_PRECONDITION else ""
-                        if self._leader:
-                            break
-                        continue
-                    yield first
-                    try:
-                        yield from call
-                    except grpc.RpcError as e:
-                        raise GaiaError(e.code(), e.details()) from None
-                    return
-                finally:
-                    call.cancel()
-            if time.monotonic() > give_up:
-                raise GaiaError(grpc.StatusCode.UNAVAILABLE, f"no leading master answered: {last}")
-            if not self._leader:
-                time.sleep(0.2 * (0.5 + random.random()))
+                backoffs += 1
+                time.sleep(min(0.5, 0.05 * 2 ** min(backoffs, 4)) * (0.5 + random.random()))

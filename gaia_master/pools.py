@@ -28,7 +28,7 @@ DEFAULT = "default"
 
 
 def default_pool() -> types_pb2.Pool:
-    return types_pb2.Pool(path=DEFAULT, weight=1.0)
+    return types_pb2.Pool(path=DEFAULT, weight=1.0, min=types_pb2.Resources(), max=types_pb2.Resources())
 
 
 def parent_of(path: str) -> str:
@@ -173,6 +173,8 @@ class PoolTable:
         check_in_tree(pool, self.pools)
         new = types_pb2.Pool()
         new.CopyFrom(pool)
+        new.min.SetInParent()   # present in JSON even when nothing is set
+        new.max.SetInParent()
         new.epoch = self.store.election.epoch
         new.updated_unix_ms = int(time.time() * 1000)
         self.store.commit([self.store.put(self.keys.pool(new.path), new)])

@@ -34,7 +34,7 @@ from etcd3 import etcdrpc
 
 import gaia_common
 from gaia_common import etcd as etcd_mod, rpc
-from gaia_common.config import default_id
+from gaia_common.config import ConfigError, default_id
 from gaia_common.keys import Keys
 from gaia_common.masters import current_epoch
 from gaia_common.pb import node_pb2, node_pb2_grpc, types_pb2
@@ -66,7 +66,7 @@ def label_value(pattern: str, index: int) -> str:
     def one(m):
         op, n = m.group(1), int(m.group(2) or 1)
         if op and n == 0:
-            raise ValueError(f"label pattern {pattern!r}: division by zero")
+            raise ConfigError(f"label pattern {pattern!r}: division by zero")
         return str(index % n if op == "%" else index // n if op == "/" else index)
     return _PATTERN.sub(one, str(pattern))
 
@@ -216,7 +216,8 @@ class HollowFleet:
             self._loop.close()
 
     async def _keepalive_forever(self):
-        endpoints = itertools.cycle(etcd_mod.parse_endpoint(e) for e in self.cfg.etcd)
+        endpoints = itertools.cycle([etcd_mod.parse_endpoint(e) for e in self.cfg.etcd])
+        self._stream_failures = 0
         while not self._stop.is_set():
             host, port, secure = next(endpoints)
             target = f"{host}:{port}"
@@ -232,9 +233,11 @@ class HollowFleet:
                     call.cancel()
                     await asyncio.gather(reader, return_exceptions=True)
             except (grpc.aio.AioRpcError, asyncio.CancelledError, grpc.RpcError) as e:
-                if not self._stop.is_set():  # etcd away: next endpoint; leases expire only after ttl
-                    log.warning("hollow keepalive stream to %s broke: %s", target, getattr(e, "code", lambda: e)())
-                    await asyncio.sleep(0.2)
+                if not self._stop.is_set():  # etcd away: next endpoint, backing off; leases expire only after ttl
+                    self._stream_failures += 1
+                    (log.warning if self._stream_failures == 1 else log.debug)(
+                        "hollow keepalive stream to %s broke: %s", target, getattr(e, "code", lambda: e)())
+                    await asyncio.sleep(min(2.0, 0.1 * 2 ** self._stream_failures))
             finally:
                 await channel.close()
 
@@ -250,6 +253,9 @@ class HollowFleet:
                 await call.write(request)
             self.keepalives_sent += len(batch)
             self.keepalive_rounds += 1
+            if self._stream_failures:
+                log.info("hollow keepalive stream is back after %d failed tries", self._stream_failures)
+                self._stream_failures = 0
             while not self._stop.is_set() and time.monotonic() - began < interval:
                 await asyncio.sleep(min(0.1, interval))
 

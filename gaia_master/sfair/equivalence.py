@@ -1,10 +1,13 @@
-"""Equivalence classes: requests with the same shape and constraints (and, when they spread,
-the same app) share their per-node vectors for the whole cycle.
+"""Equivalence classes: requests with the same shape and constraints share their per-node
+vectors for the whole cycle.
 
-A class holds `slots[N]` (how many more instances each node takes: fits, static filters and
-per-node anti-affinity combined) and `score[N]` (weighted scorers). After the first build,
-only the node rows that changed since the class last looked (the state's change log) are
-recomputed, so placing k identical instances costs a few small row updates, not k passes.
+Two layers. A *shape class* (shape, label constraints, GPU models, scoring direction) holds
+`slots[N]` (instances that fit: free capacity and static filters) and `score[N]` (weighted
+scorers). After its first build only the node rows that changed since it last looked (the
+state's change log) are recomputed, so placing k identical instances costs a few small row
+updates, not k passes. A request whose app spreads (at most K per node) gets an *app class*
+on top: the shape class's vectors capped by the app's per-node room, one vector operation,
+so a thousand apps of one shape still share one set of fit and score computations.
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ class EqClass:
     constraints: tuple
     gpu_models: tuple                    # effective: request's choice within the pool's allowance
     spread: Optional[Spread]
-    app: Optional[str]                   # set only when the class spreads (counts are per app)
+    app: Optional[str]                   # set only for an app class (per-app counts)
+    base: Optional["EqClass"] = None     # an app class's shape class
     static_mask: np.ndarray = None
     static_results: list = None          # FilterResult per static filter, for explanations
     slots: np.ndarray = None
@@ -47,14 +51,26 @@ class EquivalenceCache:
         self.full_rebuilds = 0
         self.row_refreshes = 0
 
+    @property
+    def classes(self) -> int:
+        return len(self._classes)
+
     def of(self, request: PendingRequest, pool_gpu_models: tuple) -> EqClass:
         gpu = _effective_gpu_models(request.gpu_models, pool_gpu_models)
-        app = request.app if request.spread is not None else None
-        key = (request.shape.tobytes(), request.constraints, gpu, request.spread, app)
+        spread = request.spread
+        prefer = Spread(prefer_spread=True) if spread is not None and spread.prefer_spread else None
+        base = self._class((request.shape.tobytes(), request.constraints, gpu, prefer, None),
+                           request, gpu, prefer, None, None)
+        if spread is None or spread == prefer:
+            return base
+        return self._class((request.shape.tobytes(), request.constraints, gpu, spread, request.app),
+                           request, gpu, spread, request.app, base)
+
+    def _class(self, key, request, gpu, spread, app, base) -> EqClass:
         eq = self._classes.get(key)
         if eq is None:
             shape = np.asarray(request.shape, dtype=np.int64)
-            eq = EqClass(key, shape, np.flatnonzero(shape), request.constraints, gpu, request.spread, app)
+            eq = EqClass(key, shape, np.flatnonzero(shape), request.constraints, gpu, spread, app, base)
             eq.shape_dims = shape[eq.dims]
             eq.inv_capacity_dims = self.state.inv_capacity[:, eq.dims]
             eq.static_mask, eq.static_results = self._static_mask(eq)
@@ -62,6 +78,21 @@ class EquivalenceCache:
         return eq
 
     def refresh(self, eq: EqClass) -> EqClass:
+        state = self.state
+        if eq.seen == state.version:
+            return eq
+        if eq.base is None:
+            return self._refresh_shape(eq)
+        base = self._refresh_shape(eq.base)
+        eq.slots = base.slots
+        if self.spread_node.applies(eq):
+            eq.slots = np.minimum(base.slots, self.spread_node.room(state, eq, None))
+        eq.score = base.score
+        eq.pick = np.where(eq.slots > 0, base.score, -np.inf)
+        eq.seen = state.version
+        return eq
+
+    def _refresh_shape(self, eq: EqClass) -> EqClass:
         state = self.state
         if eq.seen == state.version:
             return eq
@@ -78,8 +109,6 @@ class EquivalenceCache:
             rows = np.fromiter(sorted(changed), dtype=np.int64, count=len(changed))
             self.row_refreshes += 1
         slots = self.fits.slots(state, eq, rows)
-        if self.spread_node.applies(eq):
-            slots = np.minimum(slots, self.spread_node.room(state, eq, rows))
         eq.slots[rows] = np.where(eq.static_mask[rows], slots, 0)
         score = np.zeros(len(rows))
         for scorer, weight in self.scorers:

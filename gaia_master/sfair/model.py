@@ -152,14 +152,38 @@ class Grant:
     node: str
 
 
-@dataclasses.dataclass
 class Plan:
-    grants: list                         # Grant, in the order decided
-    pending: dict                        # request_id -> reason (str) for what was not placed
-    stats: dict = dataclasses.field(default_factory=dict)   # timings and counters
+    """A cycle's decisions. Grants are kept as chunks (request, app, first instance, node
+    rows, instances per row), one per scheduling step, and expanded into one Grant per
+    instance only when `grants` is read, so the hot loop creates no object per instance."""
+
+    def __init__(self, node_ids: Sequence[str], chunks: list, pending: dict, stats: dict):
+        self.node_ids = node_ids
+        self.chunks = chunks                 # (request_id, app, first_instance, rows[], n[])
+        self.pending = pending               # request_id -> why (some of) it was not placed
+        self.stats = stats                   # timings and counters
+        self.count = sum(int(n.sum()) for *_, n in chunks)
+        self._grants: Optional[list] = None
+
+    @property
+    def grants(self) -> list:
+        if self._grants is None:
+            out = []
+            for request_id, app, first, rows, n in self.chunks:
+                for offset, row in enumerate(np.repeat(rows, n).tolist()):
+                    out.append(Grant(request_id, app, first + offset, self.node_ids[row]))
+            self._grants = out
+        return self._grants
 
     def by_request(self) -> dict:
         out: dict = {}
         for g in self.grants:
             out.setdefault(g.request_id, []).append(g)
+        return out
+
+    def node_counts(self) -> np.ndarray:
+        """Instances granted per node row, without expanding the grants."""
+        out = np.zeros(len(self.node_ids), dtype=np.int64)
+        for *_, rows, n in self.chunks:
+            out[rows] += n
         return out

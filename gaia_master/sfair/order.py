@@ -35,14 +35,16 @@ class Work:
     reason: str = ""
     granted: int = 0
     spent_s: float = 0.0
+    eq: object = None                    # its equivalence class, once looked up
     done_at_s: float = 0.0
 
 
 class FairQueue:
-    def __init__(self, state, works, entitlement: list = None):
+    def __init__(self, state, works, entitlement: list = None, entitlement_step: float = 0.5):
         self.state = state
         self.pools = state.pools
         self.entitlement = entitlement       # target dominant share per pool (fairshare.py)
+        self.entitlement_step = entitlement_step
         self._seq = itertools.count()
         self._bands: dict = {}               # leaf pool -> {priority: heap of (share, seq, work)}
         self._heaps: dict = {}               # internal pool -> heap of (key, seq, child)
@@ -86,9 +88,17 @@ class FairQueue:
             if self.entitlement is not None and inc > 0:
                 # below its entitlement a pool takes up to it (never past it: a rival's higher
                 # key may itself be an overshoot); at it, strict progressive filling resumes
+                # Below its entitlement a pool may take part of the way to it at once
+                # (never past it: a rival's higher key may itself be an overshoot). Taking a
+                # fraction per step, not all, keeps pools advancing together, so when
+                # fragmentation or anti-affinity leaves less room than the aggregate
+                # arithmetic promised, the shortfall is shared instead of hitting whoever
+                # came last. At the entitlement, strict progressive filling resumes.
                 entitled = (self.entitlement[pool] - self.pools.dominant_share(pool)) / inc
+                if entitled == math.inf:
+                    entitled = work.remaining
                 if entitled >= 1:
-                    gap = entitled
+                    gap = math.ceil(entitled * self.entitlement_step)
             limit = min(limit, gap)
         return work, max(1, int(limit)) if limit != math.inf else 1 << 30
 

@@ -78,16 +78,14 @@ class PoolTree:
 
     def charge(self, pool: int, amount: np.ndarray) -> None:
         """Add `amount` (negative to give back) to the pool and every ancestor."""
-        anc = self.ancestors[pool]
-        self.usage[anc] += amount
-        use = self.usage[anc]
-        shares = (use * self.inv_capacity).max(axis=1).tolist()
-        for a, share in zip(self.ancestor_list[pool], shares):
-            self._share[a] = share
-        if self.guarantee_on_path[pool]:
-            ratios = (use * self.inv_guaranteed[anc]).max(axis=1).tolist()
-            for a, ratio in zip(self.ancestor_list[pool], ratios):
-                self._guarantee_ratio[a] = ratio
+        usage, inv = self.usage, self.inv_capacity
+        guaranteed = self.guarantee_on_path[pool]
+        for a in self.ancestor_list[pool]:     # a short path: row operations beat fancy indexing
+            row = usage[a]
+            row += amount
+            self._share[a] = float((row * inv).max())
+            if guaranteed:
+                self._guarantee_ratio[a] = float((row * self.inv_guaranteed[a]).max())
 
     def dominant_share(self, pool: int) -> float:
         return self._share[pool]

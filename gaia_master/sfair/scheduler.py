@@ -21,7 +21,6 @@ from gaia_master.sfair.fairshare import entitlement_shares
 from gaia_master.sfair.model import ClusterSnapshot, Plan
 from gaia_master.sfair.order import FairQueue, Work
 from gaia_master.sfair.placement import choose_nodes
-from gaia_master.sfair.plan import PlanBuilder
 from gaia_master.sfair.plugins.fits import Fits
 from gaia_master.sfair.plugins.gpu_model import GpuModel
 from gaia_master.sfair.plugins.labels import NodeLabels
@@ -41,6 +40,10 @@ class SfairConfig:
     # Let a pool below its weighted DRF entitlement (water-filled over aggregates) take
     # several instances per step; off: strict one-rival-at-a-time progressive filling.
     entitlement_chunks: bool = True
+    entitlement_step: float = 0.5        # fraction of the way to the entitlement per step
+    # Stop deciding after this long (None: no limit); what is left stays pending for the next
+    # cycle, so one huge backlog cannot hold every request's answer hostage.
+    max_cycle_s: float = None
 
 
 @dataclasses.dataclass
@@ -74,9 +77,11 @@ class _Cycle:
         self.state = ClusterState(snapshot)
         p = plugins
         self.cache = EquivalenceCache(self.state, p.static_filters, p.fits, p.spread_node, p.scorers)
-        self.plan = PlanBuilder(self.state.nodes)
+        self.chunks: list = []               # the plan's grants, one chunk per step
+        self.placed = 0
         self.works = []
         self.steps = 0
+        self.out_of_time = False
         pools = self.state.pools
         for seq, req in enumerate(snapshot.pending):
             pool = pools.index.get(req.pool.strip("/"))
@@ -102,10 +107,14 @@ class _Cycle:
             for w in live:
                 pending[w.pool] = pending.get(w.pool, 0) + w.remaining * w.request.shape
             entitlement = entitlement_shares(self.state.pools, pending, self.state.cluster_capacity)
-        queue = FairQueue(self.state, live, entitlement)
+        queue = FairQueue(self.state, live, entitlement, self.config.entitlement_step)
+        budget = self.t0 + self.config.max_cycle_s if self.config.max_cycle_s else None
         while True:
             picked = queue.next()
             if picked is None:
+                break
+            if budget is not None and time.perf_counter() > budget:
+                self.out_of_time = True
                 break
             work, fair_limit = picked
             t = time.perf_counter()
@@ -127,7 +136,9 @@ class _Cycle:
             work.reason = f"quota: pool {limit[0]!r} max {limit[1]} reached"
             return False
         want = min(want, room)
-        eq = self.cache.refresh(self.cache.of(req, pools.gpu_models[work.pool]))
+        if work.eq is None:
+            work.eq = self.cache.of(req, pools.gpu_models[work.pool])
+        eq = self.cache.refresh(work.eq)
         rows, n = choose_nodes(self.state, eq, want, self.plugins.spread_domain)
         placed = int(n.sum())
         if req.gang:
@@ -152,8 +163,9 @@ class _Cycle:
 
     def _grant(self, work: Work, rows, n) -> None:
         req = work.request
-        self.plan.add(req.request_id, req.app, req.first_instance + work.granted, rows, n)
+        self.chunks.append((req.request_id, req.app, req.first_instance + work.granted, rows, n))
         k = int(n.sum())
+        self.placed += k
         work.granted += k
         work.remaining -= k
 
@@ -161,17 +173,18 @@ class _Cycle:
         pending = {}
         for w in self.works:
             if w.remaining > 0:
-                why = w.reason or "not reached in this cycle"
+                why = w.reason or ("cycle time budget spent" if self.out_of_time else "not reached in this cycle")
                 pending[w.request.request_id] = f"{w.remaining} of {w.request.count} pending: {why}"
         stats = {
             "cycle_s": time.perf_counter() - self.t0,
-            "placements": self.plan.count,
+            "placements": self.placed,
             "steps": self.steps,
-            "classes": len(self.cache._classes),
+            "classes": self.cache.classes,
             "full_rebuilds": self.cache.full_rebuilds,
             "row_refreshes": self.cache.row_refreshes,
             "uncontended": self.uncontended,
+            "out_of_time": self.out_of_time,
             "request_spent_s": [w.spent_s for w in self.works],
             "request_done_at_s": [w.done_at_s for w in self.works],
         }
-        return self.plan.build(pending, stats)
+        return Plan(self.state.nodes.ids, self.chunks, pending, stats)

@@ -22,7 +22,7 @@ import signal
 import time
 
 from gaia_common.spec import SpecError
-from gaia_node.cgroups import read_pids, rmdir, write
+from gaia_node.cgroups import HostFS, read_pids, rmdir, write
 
 log = logging.getLogger("gaia.node.disk_io")
 
@@ -176,7 +176,7 @@ class DiskIOHook:
 
     def _fs(self):
         """The v2 implementation's file operations (a model of cgroupfs in tests), else the host's."""
-        return getattr(self.cgroups, "fs", None) or HostFiles
+        return getattr(self.cgroups, "fs", None) or HostFS
 
 
 def apply_v1(path: str, device: str, read: int, write_bps: int) -> None:
@@ -214,16 +214,6 @@ def remove_v1(path: str) -> None:
                 pass
         time.sleep(POLL)
 
-
-class HostFiles:
-    @staticmethod
-    def read(path: str) -> str:
-        with open(path) as f:
-            return f.read()
-
-    @staticmethod
-    def write(path: str, value) -> None:
-        write(path, value)
 
 
 def enable_io_v2(fs, root: str, parent: str) -> None:

@@ -7,6 +7,7 @@ import itertools
 
 import numpy as np
 
+from gaia_master.sfair.model import DIM_INDEX
 from gaia_master.sfair import (ClusterSnapshot, LabelConstraint, Nodes, PendingRequest, PoolSpec, Running,
                                Sfair, SfairConfig, Spread, vec)
 
@@ -128,7 +129,7 @@ def check_plan(snap: ClusterSnapshot, plan) -> None:
         labels = nodes.labels[i]
         for c in req.constraints:
             assert _label_ok(labels, c), f"{g} breaks {c}"
-        if req.gpu_models and req.shape[7] > 0:
+        if req.gpu_models and req.shape[DIM_INDEX["gpu_share"]] > 0:
             assert nodes.gpu_models[i] in req.gpu_models, f"{g} on GPU model {nodes.gpu_models[i]}"
         if req.spread and req.spread.max_per_node is not None:
             assert per_app_node[(g.app, g.node)] <= req.spread.max_per_node, f"{g}: too many per node"

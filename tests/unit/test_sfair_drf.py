@@ -1,7 +1,13 @@
 """Sfair's fair share: DRF between sibling pools by weight and between the apps of a pool."""
 import pytest
 
+from gaia_master.sfair import SfairConfig
 from tests.unit.sfair_harness import Harness, shape
+
+# every fairness outcome must hold with entitlement-sized chunks and with strict
+# one-rival-at-a-time progressive filling alike
+CONFIGS = pytest.mark.parametrize("config", [SfairConfig(), SfairConfig(entitlement_chunks=False)],
+                                  ids=["entitlement-chunks", "strict"])
 
 
 def drf_paper(h: Harness, pool_a: str, pool_b: str) -> Harness:
@@ -13,8 +19,9 @@ def drf_paper(h: Harness, pool_a: str, pool_b: str) -> Harness:
     return h
 
 
-def test_drf_paper_example_between_sibling_pools():
-    h = drf_paper(Harness().pool("a").pool("b"), "a", "b")
+@CONFIGS
+def test_drf_paper_example_between_sibling_pools(config):
+    h = drf_paper(Harness(config).pool("a").pool("b"), "a", "b")
     plan = h.cycle()
     assert (h.count("A"), h.count("B")) == (3, 2)
     assert list(h.usage("a")[:2]) == [3000, 12 << 30]            # A: 3 CPU, 12 GB
@@ -25,25 +32,27 @@ def test_drf_paper_example_between_sibling_pools():
     assert "fits: 1 removed (short of cpu_millis)" in plan.pending["A/0"]
 
 
-def test_drf_paper_example_between_apps_of_one_pool():
-    h = drf_paper(Harness().pool("team"), "team", "team")
+@CONFIGS
+def test_drf_paper_example_between_apps_of_one_pool(config):
+    h = drf_paper(Harness(config).pool("team"), "team", "team")
     h.cycle()
     assert (h.count("A"), h.count("B")) == (3, 2)
 
 
-def test_drf_paper_example_is_independent_of_submission_order():
-    h = Harness().pool("a").pool("b").node("n1", cpu=9, mem_gb=18)
+@CONFIGS
+def test_drf_paper_example_is_independent_of_submission_order(config):
+    h = Harness(config).pool("a").pool("b").node("n1", cpu=9, mem_gb=18)
     h.request("B", "b", 100, shape(cpu=3, mem_gb=1))
     h.request("A", "a", 100, shape(cpu=1, mem_gb=4))
     h.cycle()
     assert (h.count("A"), h.count("B")) == (3, 2)
 
 
-def test_caveat_fragmented_nodes_cannot_reach_the_drf_point():
+def test_caveat_fragmented_nodes_cannot_reach_the_drf_point(config=None):
     # Same totals (9 CPU, 18 GB) split into three 3-CPU/6-GB nodes: DRF's ideal (A 3, B 2)
     # needs two nodes entirely free of A's memory-heavy tasks, which the cycle cannot know in
     # advance. The outcome stays feasible and the order stays DRF's, but it is not the ideal.
-    h = Harness().pool("a").pool("b")
+    h = Harness(config).pool("a").pool("b")
     for i in range(3):
         h.node(f"n{i}", cpu=3, mem_gb=6)
     h.request("A", "a", 100, shape(cpu=1, mem_gb=4))
@@ -53,8 +62,9 @@ def test_caveat_fragmented_nodes_cannot_reach_the_drf_point():
     assert h.count("A") <= 3 and h.count("B") <= 2
 
 
-def test_weights_two_to_one_give_two_to_one_dominant_shares_at_saturation():
-    h = Harness().pool("gold", weight=2).pool("bronze", weight=1)
+@CONFIGS
+def test_weights_two_to_one_give_two_to_one_dominant_shares_at_saturation(config):
+    h = Harness(config).pool("gold", weight=2).pool("bronze", weight=1)
     for i in range(10):
         h.node(f"n{i}", cpu=30, mem_gb=60)
     h.request("g", "gold", 1000, shape(cpu=1, mem_gb=1))
@@ -65,9 +75,10 @@ def test_weights_two_to_one_give_two_to_one_dominant_shares_at_saturation():
     assert h.dominant_share("gold") == pytest.approx(2 * h.dominant_share("bronze"))
 
 
-def test_hierarchical_drf_splits_at_each_level():
+@CONFIGS
+def test_hierarchical_drf_splits_at_each_level(config):
     # ads (weight 1) and search (weight 1) halve the cluster; inside ads, online:offline = 3:1
-    h = (Harness().pool("ads/online", weight=3).pool("ads/offline", weight=1).pool("search"))
+    h = (Harness(config).pool("ads/online", weight=3).pool("ads/offline", weight=1).pool("search"))
     for i in range(4):
         h.node(f"n{i}", cpu=20, mem_gb=80)
     for app, pool in (("on", "ads/online"), ("off", "ads/offline"), ("s", "search")):
@@ -77,8 +88,9 @@ def test_hierarchical_drf_splits_at_each_level():
     assert (h.count("on"), h.count("off")) == (30, 10)
 
 
-def test_running_usage_counts_towards_the_share():
-    h = Harness().pool("a").pool("b").node("n1", cpu=10, mem_gb=10)
+@CONFIGS
+def test_running_usage_counts_towards_the_share(config):
+    h = Harness(config).pool("a").pool("b").node("n1", cpu=10, mem_gb=10)
     h.request("old", "a", 6, shape(cpu=1, mem_gb=1))
     h.cycle()
     h.request("A", "a", 100, shape(cpu=1, mem_gb=1))
@@ -88,8 +100,9 @@ def test_running_usage_counts_towards_the_share():
     assert (h.count("old") + h.count("A"), h.count("B")) == (6, 4)
 
 
-def test_apps_of_one_pool_share_by_drf():
-    h = Harness().pool("p").node("n1", cpu=12, mem_gb=12)
+@CONFIGS
+def test_apps_of_one_pool_share_by_drf(config):
+    h = Harness(config).pool("p").node("n1", cpu=12, mem_gb=12)
     h.request("x", "p", 100, shape(cpu=1, mem_gb=1))
     h.request("y", "p", 100, shape(cpu=2, mem_gb=2))
     h.cycle()

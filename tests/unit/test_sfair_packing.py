@@ -88,3 +88,32 @@ def test_instances_are_numbered_from_first_instance():
     h.request("x", "p", 3, shape(cpu=1), request_id="x/more")
     plan = h.cycle()
     assert [g.instance for g in plan.grants] == [2, 3, 4]
+
+
+def test_cycle_time_budget_leaves_the_rest_pending():
+    h = Harness(SfairConfig(max_cycle_s=1e-9)).pool("a").pool("b").node("n", cpu=8, mem_gb=8)
+    h.request("x", "a", 2, shape(cpu=1))
+    h.request("y", "b", 2, shape(cpu=1))
+    plan = h.cycle()
+    assert plan.stats["out_of_time"] and plan.count == 0
+    assert all("cycle time budget spent" in why for why in plan.pending.values())
+
+
+def test_a_shape_of_zeros_is_placed_without_warnings(recwarn):
+    h = Harness().pool("p").node("n", cpu=1, mem_gb=1)
+    h.request("sidecar", "p", 3, shape())
+    h.cycle()
+    assert h.count("sidecar") == 3 and not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_apps_that_spread_share_their_shape_class():
+    from gaia_master.sfair import Spread
+    h = Harness(SfairConfig(uncontended_fast_path=False, entitlement_chunks=False)).pool("a").pool("b")
+    for i in range(50):
+        h.node(f"n{i}", cpu=8, mem_gb=8)
+    for app, pool in (("x", "a"), ("y", "b")):
+        h.request(app, pool, 60, shape(cpu=1, mem_gb=1), spread=Spread(max_per_node=2))
+    plan = h.cycle()
+    assert h.count("x") == h.count("y") == 60
+    assert plan.stats["classes"] == 3                              # one shape class, two app classes
+    assert plan.stats["full_rebuilds"] == 1                        # fits and scores computed once

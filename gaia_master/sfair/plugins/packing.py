@@ -12,6 +12,7 @@ def _utilisation_after(state, eq, rows) -> np.ndarray:
     share = 1.0 - (free_after * eq.inv_capacity_dims[rows]).sum(axis=1) / eq.dims.size
     return np.clip(share, 0.0, 1.0)
 
+
 class MostAllocated:
     name = "packing"
 
