@@ -3,11 +3,32 @@
     from gaia_master.sfair import Sfair, ClusterSnapshot
     plan = Sfair().schedule(snapshot)     # grants + why the rest is pending
 
-No etcd, no gRPC, no threads: the leader builds the snapshot and applies the plan.
+No etcd, no gRPC, no threads: the leader builds a ClusterSnapshot (model.py documents the
+mapping from NodeInfo / Allocation / AppSpec / pool records), calls `schedule`, and applies
+the Plan: for each of `plan.grants` (request_id, app, instance, node) it writes an
+Allocation in fenced batches, and for each of `plan.pending` it sets the app's message (the
+reason names the quota, or each filter's count of nodes removed). A plan made from a
+snapshot older than the store's current revision should be refused, as Nomad's plan
+applier does; this package never sees revisions.
+
+Modules, one concern each:
+  model.py        input/output values (Nodes as arrays, PoolSpec, Running, PendingRequest, Plan)
+  framework.py    plugin interfaces (StaticFilter, CountFilter, Scorer) and FilterResult
+  plugins/        fits, labels, gpu_model, spread (per node, per domain), packing scorers
+  pools.py        the pool tree as arrays: weights, guarantees, max quotas, usage, DRF keys
+  fairshare.py    hierarchical water-filling: each pool's weighted DRF entitlement
+  order.py        the fair queue: hierarchical DRF, priority bands, DRF between apps
+  equivalence.py  shape classes and app classes with incrementally refreshed vectors
+  placement.py    choosing nodes for k instances of a class in one vector pass
+  statement.py    tentative placements that commit or roll back (gangs)
+  state.py        the cycle's working copy of free capacity and usage
+  explain.py      why a request stays pending
+  scheduler.py    the cycle that ties these together (Sfair, SfairConfig, Plugins)
+  bench.py        scheduler-only micro-benchmark on a synthetic 10,000-node cluster
 """
 from gaia_master.sfair.model import (ClusterSnapshot, Grant, LabelConstraint, Nodes, PendingRequest, Plan,
-                                     PoolSpec, Running, Spread, vec)
+                                     PoolSpec, Running, RunningSummary, Spread, vec)
 from gaia_master.sfair.scheduler import Plugins, Sfair, SfairConfig
 
 __all__ = ["ClusterSnapshot", "Grant", "LabelConstraint", "Nodes", "PendingRequest", "Plan", "PoolSpec",
-           "Running", "Spread", "vec", "Sfair", "SfairConfig", "Plugins"]
+           "Running", "RunningSummary", "Spread", "vec", "Sfair", "SfairConfig", "Plugins"]

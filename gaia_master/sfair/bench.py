@@ -14,11 +14,12 @@ chunks off; fewer apps make it uncontended (each request placed in one step).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import numpy as np
 
-from gaia_master.sfair.model import ClusterSnapshot, Nodes, PendingRequest, PoolSpec, Spread, vec
+from gaia_master.sfair.model import ClusterSnapshot, Nodes, PendingRequest, PoolSpec, RunningSummary, Spread, vec
 from gaia_master.sfair.fairshare import entitlement_shares
 from gaia_master.sfair.scheduler import Sfair, SfairConfig
 from gaia_master.sfair.state import ClusterState
@@ -95,6 +96,75 @@ def placements_per_second(nodes: int = 10000, pools: int = 2500, workload: str =
     return result
 
 
+def churn(nodes: int = 10000, pools: int = 2500, cycles: int = 5, apps: int = 500, instances: int = 1000,
+          finish: float = 0.1, node_churn: float = 0.01, seed: int = 0, verbose: bool = True) -> dict:
+    """Several cycles over a changing cluster, the way the leader would drive the scheduler:
+    grants are applied to the node table and to an incrementally kept RunningSummary; between
+    cycles a fraction of apps finish, a fraction of nodes leave and come back empty (their
+    containers are asked for again), and as many new apps arrive as finished."""
+    rng = np.random.default_rng(seed)
+    node_table, specs = synthetic_cluster(nodes, pools, seed)
+    pending = c1m_requests(specs, apps, instances, seed)
+    by_id = {r.request_id: r for r in pending}
+    summary = RunningSummary()
+    placed_on: dict = {}                     # app -> (request, node rows of its instances)
+    scheduler = Sfair()
+    totals = {"placements": 0, "cpu_s": 0.0, "wall_s": 0.0}
+    next_app = apps
+    for cycle in range(cycles):
+        snap = ClusterSnapshot(node_table, specs, (), pending, summary)
+        t, cpu = time.perf_counter(), time.process_time()
+        plan = scheduler.schedule(snap)
+        wall, cpu = time.perf_counter() - t, time.process_time() - cpu
+        totals["placements"] += plan.count
+        totals["cpu_s"] += cpu
+        totals["wall_s"] += wall
+        if verbose:
+            print(f"cycle {cycle}: {plan.count} placements in {wall:.3f}s ({plan.count / wall:,.0f}/s), "
+                  f"{len(plan.pending)} requests pending, {plan.stats['steps']} steps")
+        for rid, app, _, rows, n in plan.chunks:          # the leader applies the plan
+            req = by_id[rid]
+            node_table.allocated[rows] += n[:, None] * req.shape
+            ids = [node_table.ids[r] for r in np.repeat(rows, n).tolist()]
+            summary.add(app, req.pool, ids, req.shape)
+            placed_on.setdefault(app, (req, []))[1].extend(np.repeat(rows, n).tolist())
+        granted: dict = {}
+        for rid, *_, n in plan.chunks:
+            granted[rid] = granted.get(rid, 0) + int(n.sum())
+        left = []
+        for r in pending:                                   # what was not granted still waits
+            if r.request_id in plan.pending:
+                got = granted.get(r.request_id, 0)
+                left.append(dataclasses.replace(r, count=r.count - got, first_instance=r.first_instance + got))
+        pending = left
+        done = [a for a in placed_on if rng.random() < finish]
+        for app in done:                                    # finished apps give their nodes back
+            req, rows = placed_on.pop(app)
+            np.subtract.at(node_table.allocated, np.array(rows), req.shape)
+            summary.remove(app, req.pool, [node_table.ids[r] for r in rows], req.shape)
+        gone = set(rng.choice(len(node_table), int(node_churn * len(node_table)), replace=False).tolist())
+        for app, (req, rows) in placed_on.items():          # nodes leave: their containers are lost
+            lost = [r for r in rows if r in gone]
+            if lost:
+                placed_on[app] = (req, [r for r in rows if r not in gone])
+                summary.remove(app, req.pool, [node_table.ids[r] for r in lost], req.shape)
+                again = dataclasses.replace(req, request_id=f"{req.request_id}/c{cycle}", count=len(lost))
+                by_id[again.request_id] = again
+                pending.append(again)
+        node_table.allocated[sorted(gone)] = 0              # ...and rejoin empty
+        for a in range(next_app, next_app + len(done)):     # new apps arrive
+            new = c1m_requests(specs, a + 1, instances, seed + cycle)[a]
+            by_id[new.request_id] = new
+            pending.append(new)
+        next_app += len(done)
+    rate = totals["placements"] / totals["wall_s"] if totals["wall_s"] else 0
+    result = {**totals, "placements_per_s": round(rate), "placements_per_cpu_s":
+              round(totals["placements"] / totals["cpu_s"]) if totals["cpu_s"] else 0}
+    if verbose:
+        print(" ".join(f"{k}={v if not isinstance(v, float) else round(v, 3)}" for k, v in result.items()))
+    return result
+
+
 def fairness(snap: ClusterSnapshot, plan) -> dict:
     """How close each pool that still waits for capacity came to its hierarchical weighted DRF
     share (water-filled over the pending demand, fairshare.py): the largest deviation, and how
@@ -128,12 +198,16 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--nodes", type=int, default=10000)
     p.add_argument("--pools", type=int, default=2500)
-    p.add_argument("--workload", choices=("c1m", "mixed", "both"), default="both")
+    p.add_argument("--workload", choices=("c1m", "mixed", "both", "churn"), default="both")
+    p.add_argument("--cycles", type=int, default=5)
     p.add_argument("--apps", type=int, default=500)
     p.add_argument("--instances", type=int, default=1000)
     p.add_argument("--requests", type=int, default=20000)
     p.add_argument("--strict", action="store_true", help="strict progressive filling (no entitlement chunks)")
     args = p.parse_args(argv)
+    if args.workload == "churn":
+        churn(args.nodes, args.pools, args.cycles, args.apps, args.instances)
+        return
     for w in (("c1m", "mixed") if args.workload == "both" else (args.workload,)):
         placements_per_second(args.nodes, args.pools, w, args.apps, args.instances, args.requests,
                               args.strict)

@@ -84,36 +84,51 @@ class EquivalenceCache:
         if eq.base is None:
             return self._refresh_shape(eq)
         base = self._refresh_shape(eq.base)
-        eq.slots = base.slots
-        if self.spread_node.applies(eq):
-            eq.slots = np.minimum(base.slots, self.spread_node.room(state, eq, None))
         eq.score = base.score
-        eq.pick = np.where(eq.slots > 0, base.score, -np.inf)
+        if not self.spread_node.applies(eq):
+            eq.slots, eq.pick, eq.seen = base.slots, base.pick, state.version
+            return eq
+        rows = self._changed_rows(eq)
+        if rows is None:
+            eq.slots = np.minimum(base.slots, self.spread_node.room(state, eq, None))
+            eq.pick = np.where(eq.slots > 0, base.score, -np.inf)
+        else:
+            slots = np.minimum(base.slots[rows], self.spread_node.room(state, eq, rows))
+            eq.slots[rows] = slots
+            eq.pick[rows] = np.where(slots > 0, base.score[rows], -np.inf)
         eq.seen = state.version
         return eq
+
+    def _changed_rows(self, eq: EqClass):
+        """Node rows changed since `eq` last looked, or None when a full rebuild is cheaper."""
+        state = self.state
+        if eq.slots is None or state.version - eq.seen > len(state.nodes) // 8:
+            self.full_rebuilds += 1
+            return None
+        self.row_refreshes += 1
+        changed = set(state.changed[eq.seen:])
+        return np.fromiter(sorted(changed), dtype=np.int64, count=len(changed))
 
     def _refresh_shape(self, eq: EqClass) -> EqClass:
         state = self.state
         if eq.seen == state.version:
             return eq
         n = len(state.nodes)
-        pending = state.version - eq.seen
-        if eq.slots is None or pending > n // 8:
+        rows = self._changed_rows(eq)
+        if rows is None:
             rows = np.arange(n)
             eq.slots = np.zeros(n, dtype=np.int64)
             eq.score = np.zeros(n)
             eq.pick = np.full(n, -np.inf)
-            self.full_rebuilds += 1
-        else:
-            changed = set(state.changed[eq.seen:])
-            rows = np.fromiter(sorted(changed), dtype=np.int64, count=len(changed))
-            self.row_refreshes += 1
-        slots = self.fits.slots(state, eq, rows)
+        slots = self.fits.room(state, eq, rows)
         eq.slots[rows] = np.where(eq.static_mask[rows], slots, 0)
-        score = np.zeros(len(rows))
+        score = None
         for scorer, weight in self.scorers:
             if weight and scorer.applies(eq):
-                score += weight * scorer.score(state, eq, rows)
+                part = weight * scorer.score(state, eq, rows)
+                score = part if score is None else score + part
+        if score is None:
+            score = np.zeros(len(rows))
         eq.score[rows] = score
         eq.pick[rows] = np.where(eq.slots[rows] > 0, score, -np.inf)
         eq.seen = state.version

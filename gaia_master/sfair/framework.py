@@ -1,32 +1,16 @@
-"""Extension points of Sfair: filters, scorers, and the status values they hand back.
+"""Extension points of Sfair: filters and scorers, and the verdict a filter hands back.
 
-Filters answer for all nodes at once with a boolean mask and say how many nodes they
-removed and why; scorers answer with a 0..1 score per node that the framework multiplies by
-the operator's weight. Neither raises for a policy outcome: "no node fits" is a result.
+Filters answer for all nodes at once (a boolean mask, or a count of instances each node
+still takes) and their FilterResult says how many nodes they removed and why; scorers answer
+with a 0..1 score per node that the framework multiplies by the operator's weight. Nothing
+raises for a policy outcome: "no node fits" is a result, carried to the plan's reasons.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
+from typing import Optional, Protocol
 
 import numpy as np
-
-
-@dataclasses.dataclass(frozen=True)
-class Status:
-    ok: bool
-    reason: str = ""
-
-    @classmethod
-    def success(cls) -> "Status":
-        return _SUCCESS
-
-    @classmethod
-    def unschedulable(cls, reason: str) -> "Status":
-        return cls(False, reason)
-
-
-_SUCCESS = Status(True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +33,19 @@ class StaticFilter(Protocol):
     def applies(self, eq) -> bool: ...
 
     def filter(self, nodes, eq) -> FilterResult: ...
+
+
+class CountFilter(Protocol):
+    """Depends on what is free or placed (fits, anti-affinity per node): answers how many
+    more instances each node takes (0 = filtered), for selected rows, so an equivalence
+    class can refresh only the nodes that changed. `rows` None means every node."""
+    name: str
+
+    def applies(self, eq) -> bool: ...
+
+    def room(self, state, eq, rows: Optional[np.ndarray]) -> np.ndarray: ...
+
+    def explain(self, state, eq, eligible: np.ndarray) -> FilterResult: ...
 
 
 class Scorer(Protocol):

@@ -12,6 +12,20 @@ Expected mapping from the stored values (the master's side, not done here):
   pool records in etcd (path, weight, guaranteed, max, gpu models) -> PoolSpec
   RequestContainers(app_id, count, resources.request, gang, constraints) + AppSpec.pool /
       .priority + AppRecord.next_instance (first_instance) + arrival time -> PendingRequest
+      (request_id: unique per outstanding request, e.g. "<app_id>/<request seq>";
+       constraints: LabelConstraint(key, op, values) with op in = != in not_in exists
+       not_exists; anti-affinity: Spread(max_per_node, domain_key, max_per_domain);
+       gang: all `count` instances or none)
+  From the proto as it stands (types.proto): AppSpec.gang N -> gang=True, count=N;
+  AppSpec.constraints (label, op, values) -> LabelConstraint(label, op, tuple(values)), same
+  ops; AppSpec.gpu_model -> gpu_models=(gpu_model,); max_per_node -> Spread.max_per_node;
+  spread_by -> Spread.domain_key, with max_per_domain still to be chosen (the proto has no
+  K per domain: a field, or ceil(count / number of domains) for an even spread).
+  Pool(path, weight, min, max, gpu_models) -> PoolSpec(path, weight, guaranteed=min,
+  max_quota=max, gpu_models) (0 in max = no ceiling here too); Pool.max_gpus is not
+  modelled yet (a max_quota of gpu_share = 100 x max_gpus is the nearest).
+  Only leaf pools take requests; a request naming an unknown or inner pool stays pending
+  with that reason. Pool paths have no leading or trailing "/".
 
 Resource vectors are int64 arrays over `DIMENSIONS` (gaia_common.resources), in the same
 units as the Resources message (millicores, bytes, bits/s, GPU share percent...).
@@ -134,14 +148,55 @@ class PendingRequest:
     spread: Optional[Spread] = None
     submitted_at: float = 0.0
     first_instance: int = 0              # instance index of the first one granted
+    # Requests of one app with the same non-empty gang_id are one gang: every instance of
+    # every one of them, or none (e.g. 2 parameter servers + 4 workers of other shapes).
+    gang_id: str = ""
+
+
+@dataclasses.dataclass
+class RunningSummary:
+    """What the scheduler needs to know about running containers, aggregated. At a million
+    containers the leader should keep this up to date as allocations come and go (an
+    incremental index) instead of listing every container in each snapshot."""
+    pool_usage: dict = dataclasses.field(default_factory=dict)    # leaf pool path -> [D]
+    app_usage: dict = dataclasses.field(default_factory=dict)     # app -> [D]
+    app_nodes: dict = dataclasses.field(default_factory=dict)     # app -> [node id per instance]
+
+    def add(self, app: str, pool: str, node_ids: Sequence[str], resources: np.ndarray) -> None:
+        """One container of `resources` on each of `node_ids` started (or, with negative
+        resources and remove(), ended): keeps the summary current without a rebuild."""
+        total = len(node_ids) * np.asarray(resources, dtype=np.int64)
+        self.pool_usage[pool] = self.pool_usage.get(pool, 0) + total
+        self.app_usage[app] = self.app_usage.get(app, 0) + total
+        self.app_nodes.setdefault(app, []).extend(node_ids)
+
+    def remove(self, app: str, pool: str, node_ids: Sequence[str], resources: np.ndarray) -> None:
+        total = len(node_ids) * np.asarray(resources, dtype=np.int64)
+        self.pool_usage[pool] = self.pool_usage.get(pool, 0) - total
+        self.app_usage[app] = self.app_usage.get(app, 0) - total
+        held = self.app_nodes.get(app, [])
+        for node_id in node_ids:
+            held.remove(node_id)
+
+    @classmethod
+    def of(cls, running: Sequence[Running]) -> "RunningSummary":
+        out = cls()
+        for r in running:
+            res = np.asarray(r.resources, dtype=np.int64)
+            pool = r.pool.strip("/")
+            out.pool_usage[pool] = out.pool_usage.get(pool, 0) + res
+            out.app_usage[r.app] = out.app_usage.get(r.app, 0) + res
+            out.app_nodes.setdefault(r.app, []).append(r.node)
+        return out
 
 
 @dataclasses.dataclass
 class ClusterSnapshot:
     nodes: Nodes
     pools: Sequence[PoolSpec]
-    running: Sequence[Running] = ()
+    running: Sequence[Running] = ()      # either every running container...
     pending: Sequence[PendingRequest] = ()
+    summary: Optional[RunningSummary] = None   # ...or their summary (then `running` is ignored)
 
 
 @dataclasses.dataclass(frozen=True)

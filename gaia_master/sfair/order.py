@@ -20,7 +20,6 @@ import heapq
 import itertools
 import math
 
-import numpy as np
 
 from gaia_master.sfair.pools import ROOT
 
@@ -35,7 +34,9 @@ class Work:
     reason: str = ""
     granted: int = 0
     spent_s: float = 0.0
+    members: list = None                 # a multi-request gang: all its requests
     eq: object = None                    # its equivalence class, once looked up
+    increment: float = None              # one instance's dominant share, once computed
     done_at_s: float = 0.0
 
 
@@ -66,7 +67,6 @@ class FairQueue:
         self._path = []
         node = ROOT
         gaps = []
-        inc = None
         while node not in self._bands:
             heap = self._heaps.get(node)
             if not heap:
@@ -86,8 +86,6 @@ class FairQueue:
         for pool, key, rival in gaps:
             gap = self._pool_gap(pool, key, rival, work, inc) if rival is not None else math.inf
             if self.entitlement is not None and inc > 0:
-                # below its entitlement a pool takes up to it (never past it: a rival's higher
-                # key may itself be an overshoot); at it, strict progressive filling resumes
                 # Below its entitlement a pool may take part of the way to it at once
                 # (never past it: a rival's higher key may itself be an overshoot). Taking a
                 # fraction per step, not all, keeps pools advancing together, so when
@@ -100,7 +98,7 @@ class FairQueue:
                 if entitled >= 1:
                     gap = math.ceil(entitled * self.entitlement_step)
             limit = min(limit, gap)
-        return work, max(1, int(limit)) if limit != math.inf else 1 << 30
+        return work, (max(1, int(limit)) if limit != math.inf else 1 << 30)
 
     def requeue(self, work: Work, active: bool) -> None:
         """After a step: put the work back if it still wants more, then its pools."""
@@ -129,7 +127,9 @@ class FairQueue:
 
     def _increment(self, work: Work) -> float:
         """Upper bound on one instance's addition to a dominant share."""
-        return float((work.request.shape * self.pools.inv_capacity).max())
+        if work.increment is None:
+            work.increment = float((work.request.shape * self.pools.inv_capacity).max())
+        return work.increment
 
     def _pool_gap(self, pool: int, key: tuple, rival: tuple, work: Work, inc: float) -> float:
         """Instances `pool` may take before `rival` (a sibling's key) would come first."""

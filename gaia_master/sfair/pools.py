@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from gaia_common.resources import DIMENSIONS
-from gaia_master.sfair.model import D, UNLIMITED, PoolSpec
+from gaia_master.sfair.model import D, UNLIMITED
 
 ROOT = 0
 

@@ -83,9 +83,19 @@ class _Cycle:
         self.steps = 0
         self.out_of_time = False
         pools = self.state.pools
+        gangs: dict = {}
         for seq, req in enumerate(snapshot.pending):
+            if req.gang_id:
+                gang = gangs.get((req.app, req.gang_id))
+                if gang is not None:
+                    gang.members.append(req)
+                    gang.remaining += int(req.count)
+                    continue
             pool = pools.index.get(req.pool.strip("/"))
             w = Work(req, pool if pool is not None else -1, int(req.count), seq)
+            if req.gang_id:
+                w.members = [req]
+                gangs[(req.app, req.gang_id)] = w
             if pool is None:
                 w.reason = f"no pool {req.pool!r}"
             elif not pools.is_leaf(pool):
@@ -93,10 +103,13 @@ class _Cycle:
             elif req.count <= 0:
                 w.reason, w.remaining = "count must be positive", 0
             self.works.append(w)
+        for w in gangs.values():
+            if any(m.pool != w.request.pool or m.priority != w.request.priority for m in w.members):
+                w.reason = f"gang {w.request.gang_id!r}: its requests disagree on pool or priority"
         self.uncontended = config.uncontended_fast_path and self._demand_fits()
 
     def _demand_fits(self) -> bool:
-        demand = sum((w.remaining * w.request.shape for w in self.works if not w.reason), 0)
+        demand = sum((_demand(w) for w in self.works if not w.reason), 0)
         return bool(np.all(demand <= self.state.free.sum(axis=0)))
 
     def run(self) -> Plan:
@@ -105,7 +118,7 @@ class _Cycle:
         if not self.uncontended and self.config.entitlement_chunks:
             pending = {}
             for w in live:
-                pending[w.pool] = pending.get(w.pool, 0) + w.remaining * w.request.shape
+                pending[w.pool] = pending.get(w.pool, 0) + _demand(w)
             entitlement = entitlement_shares(self.state.pools, pending, self.state.cluster_capacity)
         queue = FairQueue(self.state, live, entitlement, self.config.entitlement_step)
         budget = self.t0 + self.config.max_cycle_s if self.config.max_cycle_s else None
@@ -128,6 +141,8 @@ class _Cycle:
 
     def _step(self, work: Work, fair_limit: int) -> bool:
         """Place one chunk of `work`; True while it may take more in this cycle."""
+        if work.members is not None:
+            return self._gang_step(work)
         req = work.request
         pools = self.state.pools
         want = work.remaining if (req.gang or self.uncontended) else min(work.remaining, fair_limit)
@@ -161,6 +176,35 @@ class _Cycle:
             return False
         return work.remaining > 0
 
+    def _gang_step(self, work: Work) -> bool:
+        """Every instance of every request of the gang, through one statement: a member
+        that does not fit rolls back the members placed before it, in reverse."""
+        pools = self.state.pools
+        total = _demand(work)
+        room, limit = pools.quota_room(work.pool, total)
+        if room < 1:
+            work.reason = f"quota: pool {limit[0]!r} max {limit[1]} reached"
+            return False
+        stmt = Statement(self.state)
+        for member in work.members:
+            eq = self.cache.refresh(self.cache.of(member, pools.gpu_models[work.pool]))
+            rows, n = choose_nodes(self.state, eq, member.count, self.plugins.spread_domain)
+            placed = int(n.sum())
+            if placed < member.count:
+                stmt.discard()
+                work.reason = (f"gang {member.gang_id!r}: only {placed} of {member.count} of "
+                               f"{member.request_id} fit; " + explain_filters(self.state, self.cache.refresh(eq),
+                                                                                self.plugins))
+                return False
+            stmt.place(rows, n, member.shape, member.app, work.pool)
+        for (rows, n, *_), member in zip(stmt.commit(), work.members):
+            self.chunks.append((member.request_id, member.app, member.first_instance, rows, n))
+            k = int(n.sum())
+            self.placed += k
+            work.granted += k
+            work.remaining -= k
+        return False
+
     def _grant(self, work: Work, rows, n) -> None:
         req = work.request
         self.chunks.append((req.request_id, req.app, req.first_instance + work.granted, rows, n))
@@ -174,7 +218,9 @@ class _Cycle:
         for w in self.works:
             if w.remaining > 0:
                 why = w.reason or ("cycle time budget spent" if self.out_of_time else "not reached in this cycle")
-                pending[w.request.request_id] = f"{w.remaining} of {w.request.count} pending: {why}"
+                for req in w.members or [w.request]:
+                    left = req.count if w.members else w.remaining
+                    pending[req.request_id] = f"{left} of {req.count} pending: {why}"
         stats = {
             "cycle_s": time.perf_counter() - self.t0,
             "placements": self.placed,
@@ -188,3 +234,10 @@ class _Cycle:
             "request_done_at_s": [w.done_at_s for w in self.works],
         }
         return Plan(self.state.nodes.ids, self.chunks, pending, stats)
+
+
+def _demand(work: Work) -> "np.ndarray":
+    """What the work still asks for in total (every member of a gang)."""
+    if work.members is None:
+        return work.remaining * work.request.shape
+    return sum(m.count * m.shape for m in work.members)

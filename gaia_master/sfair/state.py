@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gaia_master.sfair.model import D, ClusterSnapshot
+from gaia_master.sfair.model import D, ClusterSnapshot, RunningSummary
 from gaia_master.sfair.pools import PoolTree
 
 
@@ -26,15 +26,15 @@ class ClusterState:
         self._app_nodes: dict = {}           # app -> node rows of its running containers
         self._app_counts: dict = {}          # app -> int32[N], built when a spread needs it
         self.changed: list = []              # node rows touched in this cycle, in order
-        for r in snapshot.running:
-            row = nodes.index.get(r.node)
-            pool = self.pools.index.get(r.pool.strip("/"))
-            res = np.asarray(r.resources, dtype=np.int64)
+        summary = snapshot.summary or RunningSummary.of(snapshot.running)
+        for path, usage in summary.pool_usage.items():
+            pool = self.pools.index.get(path)
             if pool is not None:
-                self.pools.charge(pool, res)
-            self.app_usage[r.app] = self.app_usage.get(r.app, 0) + res
-            if row is not None:
-                self._app_nodes.setdefault(r.app, []).append(row)
+                self.pools.charge(pool, np.asarray(usage, dtype=np.int64))
+        self.app_usage.update((app, np.asarray(u, dtype=np.int64)) for app, u in summary.app_usage.items())
+        index = nodes.index
+        for app, node_ids in summary.app_nodes.items():
+            self._app_nodes[app] = [index[n] for n in node_ids if n in index]
 
     @property
     def version(self) -> int:

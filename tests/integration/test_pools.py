@@ -97,3 +97,20 @@ def test_a_new_leader_loads_the_pools(cluster):
     old.wait(10)
     listed = cluster.cli_json("pool", "list")["pools"]              # retried through the failover
     assert [(p["path"], p["weight"]) for p in listed] == [("default", 1), ("keep", 2)]
+
+
+def test_raw_grpc_bad_pools_are_refused_and_nothing_is_stored(cluster):
+    import grpc
+
+    from gaia_common.client import GaiaError
+    from gaia_common.pb import master_pb2
+    client = cluster.client(retry_for=10)
+    for bad, field in [(types_pb2.Pool(path="a"), "weight"),                       # weight 0
+                       (types_pb2.Pool(path="a/", weight=1), "path"),
+                       (types_pb2.Pool(path="a", weight=1, min=types_pb2.Resources(cpu_millis=2),
+                                       max=types_pb2.Resources(cpu_millis=1)), "min.cpu"),
+                       (types_pb2.Pool(path="a", weight=1, max_gpus=-1), "max_gpus")]:
+        with pytest.raises(GaiaError) as info:
+            client.call("CreatePool", master_pb2.PoolRequest(pool=bad))
+        assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT and info.value.message.startswith(field)
+    assert stored(cluster) == {}

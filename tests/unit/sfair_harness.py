@@ -38,11 +38,12 @@ class Harness:
         return self
 
     def request(self, app: str, pool: str, count: int, res: np.ndarray, priority: int = 0, gang: bool = False,
-                constraints=(), spread: Spread = None, gpu_models=(), request_id: str = None) -> str:
+                constraints=(), spread: Spread = None, gpu_models=(), request_id: str = None,
+                gang_id: str = "", first_instance: int = None) -> str:
         rid = request_id or f"{app}/{next(self._seq)}"
-        first = sum(1 for r in self.running if r.app == app)
+        first = sum(1 for r in self.running if r.app == app) if first_instance is None else first_instance
         self.pending[rid] = PendingRequest(rid, app, pool, priority, count, res, gang, tuple(constraints),
-                                           tuple(gpu_models), spread, float(next(self._seq)), first)
+                                           tuple(gpu_models), spread, float(next(self._seq)), first, gang_id)
         return rid
 
     def snapshot(self) -> ClusterSnapshot:
@@ -75,7 +76,7 @@ class Harness:
             if k < req.count:
                 self.pending[rid] = PendingRequest(rid, req.app, req.pool, req.priority, req.count - k, req.shape,
                                                    req.gang, req.constraints, req.gpu_models, req.spread,
-                                                   req.submitted_at, req.first_instance + k)
+                                                   req.submitted_at, req.first_instance + k, req.gang_id)
 
     def cycle(self):
         plan = self.schedule()
@@ -141,6 +142,14 @@ def check_plan(snap: ClusterSnapshot, plan) -> None:
             use = sum((v for p, v in pool_use.items() if p == spec.path or p.startswith(spec.path + "/")), 0)
             limit = np.where(np.asarray(spec.max_quota) > 0, spec.max_quota, np.iinfo(np.int64).max)
             assert np.all(use <= limit), f"pool {spec.path} over its max quota"
+    gangs: dict = {}
+    for req in snap.pending:
+        if req.gang_id:
+            gangs.setdefault((req.app, req.gang_id), []).append(req)
+    for members in gangs.values():
+        placed = [len(per_request.get(m.request_id, [])) for m in members]
+        assert placed == [0] * len(members) or placed == [m.count for m in members], \
+            f"gang {members[0].gang_id} partially placed: {placed}"
     for rid, grants in per_request.items():
         req = reqs[rid]
         assert len(grants) <= req.count

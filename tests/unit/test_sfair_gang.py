@@ -84,3 +84,57 @@ def test_gang_with_ps_and_workers_spread_across_racks():
     plan = h.cycle()
     assert h.count("job2") == 0 and "gang of 7: only 6 fit" in plan.pending["job2/0"]
     assert rid not in plan.pending
+
+
+def ps_and_workers(h: Harness, job: str, pool: str = "ml") -> tuple:
+    # instances are numbered per app: ps 0-1, workers 2-5
+    ps = h.request(job, pool, 2, shape(cpu=2, mem_gb=8), gang_id="g", request_id=f"{job}/ps", first_instance=0)
+    workers = h.request(job, pool, 4, shape(cpu=1, mem_gb=2), gang_id="g", request_id=f"{job}/workers",
+                        first_instance=2)
+    return ps, workers
+
+
+def test_gang_of_two_shapes_rolls_back_the_first_when_the_second_does_not_fit():
+    h = Harness().pool("ml").node("n1", cpu=6, mem_gb=32)          # ps take 4 CPU; 4 workers need 4 more
+    ps, workers = ps_and_workers(h, "job")
+    plan = h.cycle()
+    assert plan.grants == [] and h.count("job") == 0
+    assert f"only 2 of 4 of {workers} fit" in plan.pending[workers]
+    assert plan.pending[ps].startswith("2 of 2 pending")
+
+
+def test_gang_of_two_shapes_is_placed_whole():
+    h = Harness().pool("ml").node("n1", cpu=8, mem_gb=32)
+    ps, workers = ps_and_workers(h, "job")
+    plan = h.cycle()
+    assert h.count("job") == 6 and not plan.pending
+    assert sorted(g.instance for g in plan.grants) == [0, 1, 2, 3, 4, 5]
+
+
+def test_volcano_five_jobs_with_ps_and_worker_shapes_all_complete():
+    h = Harness().pool("ml")
+    for i in range(2):
+        h.node(f"n{i}", cpu=8, mem_gb=32)                          # one 8-CPU job per node
+    jobs = [f"job{i}" for i in range(5)]
+    for job in jobs:
+        ps_and_workers(h, job)
+    done, cycles = [], 0
+    while len(done) < len(jobs):
+        cycles += 1
+        assert cycles <= 10, f"deadlock: done {done}"
+        h.cycle()
+        running = [j for j in jobs if h.count(j)]
+        assert all(h.count(j) == 6 for j in running) and len(running) <= 2
+        for j in running:
+            h.finish(j)
+            done.append(j)
+    assert cycles == 3
+
+
+def test_gang_members_must_agree_on_pool():
+    h = Harness().pool("a").pool("b").node("n1", cpu=8, mem_gb=32)
+    r1 = h.request("job", "a", 1, shape(cpu=1), gang_id="g")
+    r2 = h.request("job", "b", 1, shape(cpu=1), gang_id="g")
+    plan = h.cycle()
+    assert h.count("job") == 0
+    assert "disagree on pool" in plan.pending[r1] and "disagree on pool" in plan.pending[r2]

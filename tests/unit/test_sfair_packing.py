@@ -116,4 +116,22 @@ def test_apps_that_spread_share_their_shape_class():
     plan = h.cycle()
     assert h.count("x") == h.count("y") == 60
     assert plan.stats["classes"] == 3                              # one shape class, two app classes
-    assert plan.stats["full_rebuilds"] == 1                        # fits and scores computed once
+    assert plan.stats["full_rebuilds"] == 3                        # each class built once...
+    assert plan.stats["row_refreshes"] > 0                         # ...then only changed rows
+
+
+def test_a_running_summary_decides_like_the_full_list():
+    import dataclasses
+    from gaia_master.sfair import RunningSummary, Spread
+    h = Harness().pool("a").pool("b")
+    for i in range(10):
+        h.node(f"n{i}", cpu=4, mem_gb=8)
+    h.request("x", "a", 12, shape(cpu=1, mem_gb=1), spread=Spread(max_per_node=2))
+    h.cycle()
+    h.request("x", "a", 12, shape(cpu=1, mem_gb=1), spread=Spread(max_per_node=2), request_id="x/more")
+    h.request("y", "b", 30, shape(cpu=1, mem_gb=1))
+    snap = h.snapshot()
+    summarised = dataclasses.replace(snap, running=(), summary=RunningSummary.of(snap.running))
+    full = [(g.app, g.instance, g.node) for g in h.scheduler.schedule(snap).grants]
+    assert full == [(g.app, g.instance, g.node) for g in h.scheduler.schedule(summarised).grants]
+    assert len(full) == 8 + 20                                      # x: 2 per node caps it; y: the rest

@@ -10,14 +10,17 @@ MANY = np.int64(1 << 30)             # a shape of all zeros fits without bound
 class Fits:
     name = "fits"
 
-    def slots(self, state, eq, rows) -> np.ndarray:
+    def applies(self, eq) -> bool:
+        return True
+
+    def room(self, state, eq, rows) -> np.ndarray:
         if eq.dims.size == 0:
             return np.full(len(rows), MANY, dtype=np.int64)
         free = state.free[:, eq.dims] if rows is None else state.free[rows[:, None], eq.dims]
         return np.maximum(free // eq.shape_dims, 0).min(axis=1)
 
     def explain(self, state, eq, eligible) -> FilterResult:
-        mask = self.slots(state, eq, None) > 0
+        mask = self.room(state, eq, None) > 0
         short = state.free[eligible & ~mask][:, eq.dims] < eq.shape[eq.dims]
         dims = [DIMENSIONS[int(eq.dims[j])] for j in np.flatnonzero(short.any(axis=0))] if short.size else []
         return FilterResult(self.name, mask, f"short of {', '.join(dims)}" if dims else "")

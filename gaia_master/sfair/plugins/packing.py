@@ -5,12 +5,12 @@ import numpy as np
 
 def _utilisation_after(state, eq, rows) -> np.ndarray:
     """Mean over the class's dimensions of the node's allocated share once one more instance
-    is placed: 0 (empty) .. 1 (full)."""
+    is placed: 0 (empty) .. 1 (full) on nodes where it fits."""
     if eq.dims.size == 0:
         return np.zeros(len(rows))
     free_after = state.free[rows[:, None], eq.dims] - eq.shape_dims
-    share = 1.0 - (free_after * eq.inv_capacity_dims[rows]).sum(axis=1) / eq.dims.size
-    return np.clip(share, 0.0, 1.0)
+    # above 1 only where the shape does not fit, and those nodes are never picked
+    return 1.0 - (free_after * eq.inv_capacity_dims[rows]).sum(axis=1) / eq.dims.size
 
 
 class MostAllocated:
