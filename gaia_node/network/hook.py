@@ -50,6 +50,7 @@ class NetworkHook:
         self.plan = NetworkPlan.from_config(cfg)
         self.ipam = Ipam(self.plan.ipam_dir, self.plan.subnet)
         self.capacity = _capacity(cfg)
+        self.host_ip = cfg.host_ip
         self.problem = support_problem()
         self.ifb_in = self.ifb_out = 0
         if not self.problem:
@@ -91,6 +92,8 @@ class NetworkHook:
     def prestart(self, ctx) -> None:
         if ctx.spec.host_network:
             return
+        if self.problem and self._may_share_host_network(ctx.spec):
+            return self._share_host_network(ctx)
         self._require()
         cid = ctx.spec.container_id
         state = ctx.state.setdefault(NAME, {})
@@ -117,6 +120,20 @@ class NetworkHook:
             raise StartFailed("the task has no pid to find its network namespace by")
         links.attach_netns(state["netns"], ctx.pid)
         self._wire(state, ctx.spec)
+
+    @staticmethod
+    def _may_share_host_network(spec) -> bool:
+        """Without namespace support (no root, say: a developer's laptop) a process may still run
+        in the host's network, as it would anyway, unless it asked for bandwidth this node cannot
+        enforce: that is refused, never silently ignored."""
+        asked = (spec.resources.request.net_in_bps, spec.resources.request.net_out_bps,
+                 spec.resources.limit.net_in_bps, spec.resources.limit.net_out_bps)
+        return spec.driver in JOINS_NAMED_NETNS and not any(asked)
+
+    def _share_host_network(self, ctx):
+        ctx.env["GAIA_CONTAINER_IP"] = self.host_ip  # where its ports are: the host's own
+        ctx.status.message = f"running in the host's network: {self.problem}"
+        log.warning("container %s runs in the host's network: %s", ctx.spec.container_id, self.problem)
 
     def _ports(self, ctx) -> list:
         protocols = {p.name: (p.protocol or "tcp") for p in ctx.spec.ports}

@@ -1,6 +1,6 @@
 """Hollow nodes against the real master and etcd: `gaia node run --hollow N` registers N nodes,
 keeps their leases alive, and reports the AM it is asked to start as RUNNING (nothing runs)."""
-import sys
+import time
 
 import pytest
 
@@ -36,8 +36,9 @@ def test_fifty_hollow_nodes_register_and_stay(cluster):
     assert by_id[f"{cluster.name}-h-hollow-23"]["labels"] == {"rack": "r2", "zone": "z2", "gaia.hollow": "true"}
     assert by_id[f"{cluster.name}-h-hollow-0"]["capacity"]["cpu_millis"] == "16000"
     assert len({n["address"] for n in by_id.values()}) == 1        # one port serves all of them
+    shown = cluster.cli_json("node", "show", f"{cluster.name}-h-hollow-7")   # the master asks the node's Status
+    assert shown["info"]["node_id"] == f"{cluster.name}-h-hollow-7" and shown["running"] == []
     # leases live past several TTLs (3 s): the shared keepalive stream renews all 50
-    import time
     time.sleep(7)
     assert len(cluster.cli_json("nodes")["nodes"]) == 50
 

@@ -114,3 +114,16 @@ def test_raw_grpc_bad_pools_are_refused_and_nothing_is_stored(cluster):
             client.call("CreatePool", master_pb2.PoolRequest(pool=bad))
         assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT and info.value.message.startswith(field)
     assert stored(cluster) == {}
+
+
+def test_placement_fields_are_stored_and_scale_keeps_the_gang(cluster, tmp_path):
+    app = tmp_path / "gang.yaml"
+    app.write_text("name: train\ncommand: sleep 1000\ninstances: 4\ngang: 4\nmax_per_node: 1\nspread_by: rack\n"
+                   "gpu_model: A100\nconstraints: [{label: zone, op: in, values: [a, b]}]\n")
+    cluster.cli("submit", str(app))
+    spec = cluster.cli_json("status", "train")["app"]["spec"]
+    assert (spec["gang"], spec["max_per_node"], spec["spread_by"], spec["gpu_model"]) == (4, 1, "rack", "A100")
+    assert spec["constraints"] == [{"label": "zone", "op": "in", "values": ["a", "b"]}]
+    bad = cluster.cli("scale", "train", "3", check=False)
+    assert bad.returncode == 2 and "instances" in bad.stderr and "gang" in bad.stderr
+    cluster.cli("scale", "train", "6")

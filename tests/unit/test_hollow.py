@@ -125,3 +125,22 @@ def test_a_lost_lease_is_replaced_and_its_keys_rewritten(fleet, etcd):
     assert etcd.get(fleet.keys.node("h-hollow-2"))[1].lease_id != old
     assert etcd.get(fleet.keys.container("app-4", "app-4.0.1"))[0] is not None
     assert etcd.get(fleet.keys.service("app", "0"))[0] is not None
+
+
+def test_nodes_leave_and_rejoin(fleet, etcd):
+    s = stub(fleet)
+    s.StartContainer(node_pb2.StartContainerRequest(epoch=fleet.test_epoch, spec=container("app-5")),
+                     metadata=((hollow.NODE_METADATA, "h-hollow-4"),))
+    fleet.leave(["h-hollow-4", "h-hollow-0"])
+    assert node_ids(etcd, fleet.keys) == {"h-hollow-1", "h-hollow-2", "h-hollow-3"}
+    assert etcd.get(fleet.keys.container("app-5", "app-5.0.1"))[0] is None     # gone with the lease
+    with pytest.raises(grpc.RpcError) as info:
+        s.StartContainer(node_pb2.StartContainerRequest(epoch=fleet.test_epoch, spec=container("app-6")),
+                         metadata=((hollow.NODE_METADATA, "h-hollow-0"),))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    time.sleep(2.5)    # keepalive rounds go on for the others and do not bring the two back
+    assert len(node_ids(etcd, fleet.keys)) == 3
+    fleet.rejoin(["h-hollow-4", "h-hollow-0"])
+    assert len(node_ids(etcd, fleet.keys)) == 5
+    time.sleep(2.5)    # past the TTL: the rejoined nodes' new leases are kept alive too
+    assert len(node_ids(etcd, fleet.keys)) == 5

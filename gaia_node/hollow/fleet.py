@@ -1,29 +1,7 @@
-"""Hollow nodes: N simulated node managers in one process (`gaia node run --hollow N`).
+"""A fleet of hollow nodes: their records, leases, containers, and where commands go.
 
-Each hollow node registers a NodeInfo under a lease of its own, keeps that lease alive, and
-answers StartContainer by reporting the container RUNNING in etcd (ContainerStatus and service
-entry under its lease) without starting anything; StopContainer reports it STOPPED. Commands
-go through the same epoch check as a real node (EpochGuard). The real masters and etcd see
-N nodes; a scale run drives them with thousands from one machine.
-
-Scaling to 10,000 nodes in one Python process:
-  - leases are granted and NodeInfos written pipelined (gRPC futures on etcd's own stubs,
-    puts batched into transactions), not one blocking call after another;
-  - every lease is kept alive by ONE thread (an asyncio loop) over one channel: a keepalive
-    per lease each ttl/3, dealt over a few LeaseKeepAlive streams (one per 500 leases) written
-    concurrently, and the answers; a lease etcd reports expired (TTL 0) is replaced and its
-    node's keys re-written by a maintenance thread;
-  - one gRPC server on one port serves all N nodes; every node advertises that address.
-
-Which hollow node a command is for (the address is shared):
-  1. the `gaia-node` request metadata, when the caller sends it (the explicit way);
-  2. StartContainer without it: the leader writes the grant (allocations/<app>/<instance>,
-     naming the node) before any node is asked to start it, so the grant says which node;
-  3. StopContainer without it: the node that started the container id;
-  4. Status without it: an empty report (no node was named).
+See gaia_node/hollow/__init__.py for what hollow nodes are and how they scale.
 """
-import asyncio
-import contextlib
 import itertools
 import logging
 import queue
@@ -46,19 +24,17 @@ from gaia_node.capacity import with_overrides
 from gaia_node.containers import TERMINAL, NotFound
 from gaia_node.epoch import EpochGuard
 from gaia_node.registration import ETCD_ERRORS
-from gaia_node.service import status_codes
+from gaia_node.hollow.keepalive import KeepAlive
+from gaia_node.hollow.service import NODE_METADATA, HollowService
 from gaia_node.validation import validate_container_spec
 
 log = logging.getLogger("gaia.node.hollow")
 
-NODE_METADATA = "gaia-node"
 # What a hollow node offers unless node.yaml's capacity says otherwise: a large machine.
 DEFAULT_CAPACITY = {"cpu": "64", "memory": "256Gi", "disk": "2Ti", "net_in": "10Gbit", "net_out": "10Gbit",
                     "disk_read": "2G", "disk_write": "2G"}
 PIPELINE = 256            # etcd calls in flight while registering
 PUTS_PER_TXN = 100        # below etcd's default --max-txn-ops (128)
-LEASES_PER_STREAM = 500   # keepalive streams are written concurrently; see _keepalive_thread
-MAX_STREAMS = 32
 EPOCH_POLL = 0.5
 FAKE_PORTS = (20000, 60000)
 _PATTERN = re.compile(r"\{i(?:([%/])(\d+))?\}")
@@ -93,7 +69,8 @@ class HollowNode:
         self.lock = threading.Lock()
         self.desired = {keys.node(self.node_id): info.SerializeToString()}   # key -> value under the lease
         self.containers = {}           # container_id -> (ContainerSpec, ContainerStatus)
-        self._ports = itertools.count(FAKE_PORTS[0] + index * 7 % (FAKE_PORTS[1] - FAKE_PORTS[0]))
+        self.gone = False              # left the cluster (HollowFleet.leave) until it rejoins
+        self._ports = itertools.count(index * 7)   # made-up host ports, different per node
 
     def fake_port(self) -> int:
         return FAKE_PORTS[0] + next(self._ports) % (FAKE_PORTS[1] - FAKE_PORTS[0])
@@ -115,9 +92,6 @@ class HollowFleet:
         self.drivers = {name: _HollowDriver() for name in cfg.drivers}
         self.address = ""
         self.registered_in = 0.0       # seconds the first registration of all nodes took
-        self.keepalives_sent = 0
-        self.keepalive_rounds = 0
-        self.last_round_s = 0.0        # how long the last keepalive round took to write
         self._stop = threading.Event()
         self._threads = []
         self._lock = threading.Lock()
@@ -145,7 +119,9 @@ class HollowFleet:
         self.epoch.refresh()
         node_pb2_grpc.add_NodeServicer_to_server(HollowService(self), self.server)
         self.server.start()
-        for target, name in ((self._keepalive_thread, "hollow-keepalive"), (self._maintain, "hollow-maintain")):
+        self.heartbeat = KeepAlive(cfg.etcd, self.ttl, self._keepalive_requests, lambda: len(self.nodes),
+                                   self._lease_gone, self._stop)
+        for target, name in ((self.heartbeat.run, "hollow-keepalive"), (self._maintain, "hollow-maintain")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -182,12 +158,45 @@ class HollowFleet:
         with self._lock:
             for node, lease_id in grants:
                 with node.lock:
+                    if node.gone:  # left meanwhile: the fresh lease simply expires unused
+                        continue
                     self.by_lease.pop(node.lease_id, None)
                     node.lease_id = lease_id
                     node.keepalive = etcdrpc.LeaseKeepAliveRequest(ID=lease_id)
                     puts += [(k, v, lease_id) for k, v in node.desired.items()]
                 self.by_lease[lease_id] = node
         self._put_many(puts)
+
+    # ---- churn: nodes that leave and come back (scale runs) ----
+
+    def leave(self, node_ids: list):
+        """Nodes die: their leases are revoked, so their records, containers and service
+        entries vanish from etcd at once, and they stop answering commands."""
+        nodes = [self.nodes[i] for i in node_ids]
+        futures = []
+        with self._lock:
+            for node in nodes:
+                with node.lock:
+                    if node.keepalive is None:
+                        continue
+                    futures.append(self.etcd.leasestub.LeaseRevoke.future(
+                        etcdrpc.LeaseRevokeRequest(ID=node.lease_id), 10))
+                    self.by_lease.pop(node.lease_id, None)
+                    node.keepalive = None
+                    for container_id in node.containers:
+                        self.by_container.pop(container_id, None)
+                    node.containers.clear()
+                    node.desired = {self.keys.node(node.node_id): node.info.SerializeToString()}
+                    node.gone = True
+        for f in futures:
+            f.result()
+
+    def rejoin(self, node_ids: list):
+        """Nodes that left come back, empty, under new leases."""
+        nodes = [self.nodes[i] for i in node_ids if self.nodes[i].gone]
+        for node in nodes:
+            node.gone = False
+        self.register(nodes)
 
     def _put_many(self, puts: list):
         pending = []
@@ -208,81 +217,16 @@ class HollowFleet:
         if ops:
             self.etcd.kvstub.Txn(etcdrpc.TxnRequest(success=ops), 10)
 
-    # ---- keepalive: one stream for every lease ----
+    # ---- heartbeat (gaia_node/hollow/keepalive.py) and its upkeep ----
 
-    def _keepalive_thread(self):
-        """One thread, one asyncio loop, one channel to etcd for every lease.
+    def _keepalive_requests(self) -> list:
+        with self._lock:
+            return [n.keepalive for n in self.nodes.values() if n.keepalive is not None]
 
-        grpc.aio costs about a quarter of the CPU per message of the threaded streaming API
-        (measured: ~100 us against ~470 us per keepalive and answer). A stream takes one
-        write at a time, and each write waits for the transport, so the leases are dealt
-        over several LeaseKeepAlive streams written concurrently (LEASES_PER_STREAM each):
-        the same CPU, but a round of 10,000 keepalives no longer outlasts a short TTL."""
-        self._loop = asyncio.new_event_loop()
-        try:
-            self._loop.run_until_complete(self._keepalive_forever())
-        finally:
-            self._loop.close()
-
-    async def _keepalive_forever(self):
-        endpoints = itertools.cycle([etcd_mod.parse_endpoint(e) for e in self.cfg.etcd])
-        self._stream_failures = 0
-        while not self._stop.is_set():
-            host, port, secure = next(endpoints)
-            target = f"{host}:{port}"
-            channel = (grpc.aio.secure_channel(target, grpc.ssl_channel_credentials()) if secure
-                       else grpc.aio.insecure_channel(target))
-            streams = max(1, min(MAX_STREAMS, -(-len(self.nodes) // LEASES_PER_STREAM)))
-            calls, readers = [], []
-            try:
-                for _ in range(streams):
-                    calls.append(etcdrpc.LeaseStub(channel).LeaseKeepAlive())
-                    readers.append(asyncio.ensure_future(self._read_answers(calls[-1])))
-                await self._send_rounds(calls, readers)
-            except (grpc.aio.AioRpcError, asyncio.CancelledError, grpc.RpcError) as e:
-                if not self._stop.is_set():  # etcd away: next endpoint, backing off; leases expire only after ttl
-                    self._stream_failures += 1
-                    (log.warning if self._stream_failures == 1 else log.debug)(
-                        "hollow keepalive stream to %s broke: %s", target, getattr(e, "code", lambda: e)())
-                    await asyncio.sleep(min(2.0, 0.1 * 2 ** self._stream_failures))
-            finally:
-                for call, reader in zip(calls, readers):
-                    reader.cancel()
-                    call.cancel()
-                await asyncio.gather(*readers, return_exceptions=True)
-                await channel.close()
-
-    async def _send_rounds(self, calls: list, readers: list):
-        interval = self.ttl / 3
-        while not self._stop.is_set():
-            began = time.monotonic()
-            with self._lock:
-                batch = [n.keepalive for n in self.nodes.values() if n.keepalive is not None]
-            await asyncio.gather(*(self._write_all(call, batch[i::len(calls)], reader)
-                                   for i, (call, reader) in enumerate(zip(calls, readers))))
-            self.keepalives_sent += len(batch)
-            self.keepalive_rounds += 1
-            self.last_round_s = time.monotonic() - began
-            if self._stream_failures:
-                log.info("hollow keepalive stream is back after %d failed tries", self._stream_failures)
-                self._stream_failures = 0
-            while not self._stop.is_set() and time.monotonic() - began < interval:
-                await asyncio.sleep(min(0.1, interval))
-
-    @staticmethod
-    async def _write_all(call, requests: list, reader):
-        for request in requests:
-            if reader.done():  # the stream broke: surface why
-                return reader.result()
-            await call.write(request)
-
-    async def _read_answers(self, call):
-        async for response in call:
-            if response.TTL <= 0:   # expired (or revoked): register that node again
-                node = self.by_lease.get(response.ID)
-                if node is not None:
-                    self.expired.put(node)
-        raise grpc.RpcError("keepalive stream ended")
+    def _lease_gone(self, lease_id: int):
+        node = self.by_lease.get(lease_id)
+        if node is not None:   # not one we replaced or revoked already
+            self.expired.put(node)
 
     def _maintain(self):
         """Re-register nodes whose lease is gone; keep the known epoch fresh."""
@@ -306,7 +250,12 @@ class HollowFleet:
             nodes[node.node_id] = node
         if nodes:
             log.warning("%d hollow node leases expired; registering them again", len(nodes))
-            self.register(list(nodes.values()))
+            try:
+                self.register(list(nodes.values()))
+            except BaseException:
+                for node in nodes.values():  # none is forgotten: the next pass tries them all again
+                    self.expired.put(node)
+                raise
 
     # ---- routing and containers ----
 
@@ -321,8 +270,8 @@ class HollowFleet:
             alloc.ParseFromString(value)
             node_id = alloc.node_id
         node = self.nodes.get(node_id)
-        if node is None:
-            raise NotFound(f"{node_id!r} is not a hollow node of this process")
+        if node is None or node.gone:
+            raise NotFound(f"{node_id!r} is not a live hollow node of this process")
         return node
 
     def start_container(self, node: HollowNode, spec) -> types_pb2.ContainerStatus:
@@ -349,7 +298,7 @@ class HollowFleet:
 
     def node_of_container(self, container_id: str, named: str) -> HollowNode:
         node = self.nodes.get(named) if named else self.by_container.get(container_id)
-        if node is None or container_id not in node.containers:
+        if node is None or node.gone or container_id not in node.containers:
             raise NotFound(f"no container {container_id!r}")
         return node
 
@@ -383,7 +332,7 @@ class HollowFleet:
 
     def report(self, node) -> node_pb2.NodeReport:
         report = node_pb2.NodeReport(known_epoch=self.epoch.known_epoch, refused_commands=self.epoch.refused_commands)
-        if node is not None:
+        if node is not None and not node.gone:
             with node.lock:
                 report.info.CopyFrom(node.info)
                 report.containers.extend(status for _, status in node.containers.values())
@@ -402,57 +351,3 @@ def _copy(status):
 def _add(total: types_pb2.Resources, more: types_pb2.Resources):
     for field in types_pb2.Resources.DESCRIPTOR.fields:
         setattr(total, field.name, getattr(total, field.name) + getattr(more, field.name))
-
-
-@contextlib.contextmanager
-def etcd_unavailable(context):
-    """An etcd write or read that failed: the caller may retry (starts and stops are idempotent)."""
-    try:
-        yield
-    except (grpc.RpcError, *ETCD_ERRORS) as e:
-        context.abort(grpc.StatusCode.UNAVAILABLE, f"etcd: {type(e).__name__}: {e}")
-
-
-class HollowService(node_pb2_grpc.NodeServicer):
-    """The Node API for every hollow node of the fleet, on one port."""
-
-    def __init__(self, fleet: HollowFleet):
-        self.fleet = fleet
-
-    @staticmethod
-    def _named(context) -> str:
-        return next((v for k, v in context.invocation_metadata() if k == NODE_METADATA), "")
-
-    def StartContainer(self, request, context):
-        with status_codes(context), etcd_unavailable(context):
-            self.fleet.epoch.admit(request.epoch)
-            node = self.fleet.node_for_start(request.spec, self._named(context))
-            return self.fleet.start_container(node, request.spec)
-
-    def StopContainer(self, request, context):
-        with status_codes(context), etcd_unavailable(context):
-            self.fleet.epoch.admit(request.epoch)
-            node = self.fleet.node_of_container(request.container_id, self._named(context))
-            return self.fleet.stop_container(node, request.container_id, request.remove)
-
-    def Status(self, request, context):
-        return self.fleet.report(self.fleet.nodes.get(self._named(context)))
-
-    def Logs(self, request, context):
-        context.abort(grpc.StatusCode.NOT_FOUND, "hollow nodes run nothing and keep no logs")
-
-
-def start(cfg, count: int) -> HollowFleet:
-    return HollowFleet(cfg, count).start()
-
-
-def run(cfg, count: int) -> None:
-    """Serve until SIGTERM or SIGINT; then revoke every hollow lease (the nodes leave at once)."""
-    from gaia_common.daemon import setup_logging, wait_for_termination
-    setup_logging("hollow")
-    fleet = start(cfg, count)
-    try:
-        wait_for_termination()
-    finally:
-        fleet.stop()
-
