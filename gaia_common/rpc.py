@@ -6,6 +6,7 @@ import grpc
 # Below etcd's 1.5 MiB request limit, so nothing a client sends can become an unstorable write.
 MAX_MESSAGE_BYTES = 1024 * 1024
 LEADER_METADATA = "gaia-leader"      # trailing metadata a follower answers with
+NODE_METADATA = "gaia-node"          # request metadata naming the node meant (one process may serve many: hollow nodes)
 DEFAULT_DEADLINE = 10.0
 CHANNEL_OPTIONS = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                    ("grpc.max_receive_message_length", 16 * MAX_MESSAGE_BYTES)]

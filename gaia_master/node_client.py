@@ -37,10 +37,11 @@ class NodeClient:
                 raise
             return None
 
-    def report(self, address: str, timeout: float = 3.0):
+    def report(self, address: str, node_id: str, timeout: float = 3.0):
         """The node's own Status (live use, events), or None when it does not answer in time."""
         try:
-            return self._stub(address).Status(node_pb2.NodeStatusRequest(), timeout=timeout)
+            return self._stub(address).Status(node_pb2.NodeStatusRequest(), timeout=timeout,
+                                              metadata=((rpc.NODE_METADATA, node_id),))
         except grpc.RpcError as e:
             log.warning("node %s did not report: %s", address, e.details())
             return None

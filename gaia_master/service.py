@@ -113,7 +113,7 @@ class MasterService(master_pb2_grpc.MasterServicer):
         if info is None:
             raise Conflict("not_found", f"no live node named {request.node_id!r}")
         status = self._node_status(info)
-        report = self.m.nodes.report(info.address)  # live use is asked of the node, not stored
+        report = self.m.nodes.report(info.address, info.node_id)  # live use is asked of the node, not stored
         if report is not None:
             status.used.CopyFrom(report.used)
             status.running.extend(s for s in report.containers if s.state == types_pb2.CONTAINER_STATE_RUNNING)

@@ -4,10 +4,9 @@ import contextlib
 import grpc
 
 from gaia_common.pb import node_pb2_grpc
+from gaia_common.rpc import NODE_METADATA  # the request metadata naming the hollow node meant
 from gaia_node.registration import ETCD_ERRORS
 from gaia_node.service import status_codes
-
-NODE_METADATA = "gaia-node"    # the request metadata naming the hollow node meant
 
 
 @contextlib.contextmanager

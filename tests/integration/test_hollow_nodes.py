@@ -58,6 +58,9 @@ def test_am_runs_on_a_hollow_node_and_kill_stops_it(cluster, tmp_path):
     assert am["status"]["node_id"] == am["allocation"]["node_id"]      # reported by the node it was granted on
     assert "-hollow-" in am["status"]["node_id"]
     assert status["instances"] == []          # the AM never really runs, so it asks for nothing
+    # `node show` asks that very hollow node (the request names it), not the fleet's first
+    shown = cluster.cli_json("node", "show", am["status"]["node_id"])
+    assert [c["container_id"] for c in shown["running"]] == [am["status"]["container_id"]]
 
     cluster.cli("kill", "hollowapp")
 
