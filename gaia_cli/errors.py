@@ -24,6 +24,7 @@ _CODE_EXITS = {
     grpc.StatusCode.INVALID_ARGUMENT: EXIT_BAD_REQUEST,
     grpc.StatusCode.ALREADY_EXISTS: EXIT_BAD_REQUEST,
     grpc.StatusCode.OUT_OF_RANGE: EXIT_BAD_REQUEST,
+    grpc.StatusCode.ABORTED: EXIT_BAD_REQUEST,      # e.g. scaling an app that has finished
     grpc.StatusCode.NOT_FOUND: EXIT_NOT_FOUND,
 }
 

@@ -104,6 +104,8 @@ class AppTable:
             new.CopyFrom(self.get(record.spec.name))
             if new.app_id != record.app_id:
                 raise Conflict("stale", f"application {record.spec.name!r} was replaced")
+            if "state" in changes and new.state in TERMINAL:  # e.g. an AM's late report after a kill
+                raise Conflict("terminal", f"application {record.spec.name!r} is already {state_name(new.state)}")
             for field, value in changes.items():
                 if field.startswith("spec_"):
                     setattr(new.spec, field[5:], value)

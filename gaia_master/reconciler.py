@@ -67,6 +67,7 @@ class Reconciler:
         container_id = am_container_id(record.app_id, am.attempt)
         status = latest_container(self.m.node_view.app_containers(record.app_id), "am")
         if status is not None and status.container_id == container_id:
+            self._placed_at.pop(container_id, None)  # reported: no need to remember asking
             if status.state in DEAD:
                 self._place_am(record, f"AM attempt {am.attempt} ended: {status.message or status.state}")
             return

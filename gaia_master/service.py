@@ -19,7 +19,8 @@ from gaia_master.store import NotLeader
 
 log = logging.getLogger(__name__)
 CONFLICT_CODES = {"exists": grpc.StatusCode.ALREADY_EXISTS, "not_found": grpc.StatusCode.NOT_FOUND,
-                  "terminal": grpc.StatusCode.FAILED_PRECONDITION, "stale": grpc.StatusCode.ABORTED}
+                  # not FAILED_PRECONDITION: clients take that for "not the leader" and retry
+                  "terminal": grpc.StatusCode.ABORTED, "stale": grpc.StatusCode.ABORTED}
 MAX_REQUEST_COUNT = 10_000
 
 

@@ -110,6 +110,9 @@ class Containers:
                 self._launch(container, self.ports.allocate(spec.container_id, spec.ports))
             except Exception:
                 if container.handle is None:  # nothing runs: leave no trace, the caller may retry
+                    if not container.hooks_done:
+                        container.hooks_done = True
+                        self.hooks.poststop(self._context(container))  # what prestart set up
                     self._drop(container)
                 raise
             return copy(container.status)
@@ -182,6 +185,9 @@ class Containers:
                 driver = self.drivers[container.spec.driver]
                 self._observe(container, driver.stop(container.handle, grace if grace > 0 else DEFAULT_GRACE))
             if remove:
+                if container.status.state not in TERMINAL:
+                    # forgetting it now would leave it running untracked, its network and ports held
+                    raise StartFailed(f"container {container_id} is still stopping; ask again")
                 self._remove(container)
             return copy(container.status)
 
@@ -210,6 +216,8 @@ class Containers:
             try:
                 if container.status.state not in TERMINAL:
                     self._observe(container, self.drivers[container.spec.driver].status(container.handle))
+            except Exception:  # e.g. its engine is away: the others must still be watched
+                log.exception("could not read the status of %s", container.spec.container_id)
             finally:
                 container.lock.release()
 
@@ -243,12 +251,12 @@ class Containers:
         status.exit_code, status.finished_at, status.message = task.exit_code, task.finished_at, task.message
         if container.fault_reason:
             status.message = container.fault_reason
-        self.ports.release(container.spec.container_id)
         if not container.hooks_done:
             container.hooks_done = True
             self.hooks.poststop(self._context(container))
         if container.handle is not None:
             self.drivers[container.spec.driver].release(container.handle)
+        self.ports.release(container.spec.container_id)  # last: its DNAT entries are gone now
         self._save(container)
         self.publisher.publish(container.spec, status)
         log.info("container %s %s: %s", container.spec.container_id,
@@ -270,10 +278,14 @@ class Containers:
         """Re-adopt every container in the state dir, signalling none; return how many run."""
         running = 0
         for cid in self.dirs.ids():
-            container = self._load(cid)
-            if container is None:
+            try:
+                container = self._load(cid)
+                if container is None:
+                    continue
+                self._readopt(container)
+            except Exception:  # one bad record must not keep the node (and every container) down
+                log.exception("could not re-adopt container %s; leaving it alone", cid)
                 continue
-            self._readopt(container)
             with self._lock:
                 self._items[cid] = container
             self.publisher.publish(container.spec, container.status)  # the new lease has none of our keys
@@ -285,8 +297,11 @@ class Containers:
         if not doc:
             log.warning("container dir %s has no readable %s; leaving it alone", cid, state.RECORD)
             return None
-        container = Container(spec=json_format.ParseDict(doc["spec"], types_pb2.ContainerSpec()),
-                              status=json_format.ParseDict(doc["status"], types_pb2.ContainerStatus()),
+        # ignore_unknown_fields: a record written by a newer version survives a rollback
+        container = Container(spec=json_format.ParseDict(doc["spec"], types_pb2.ContainerSpec(),
+                                                         ignore_unknown_fields=True),
+                              status=json_format.ParseDict(doc["status"], types_pb2.ContainerStatus(),
+                                                           ignore_unknown_fields=True),
                               stop_requested=bool(doc.get("stop_requested")),
                               hook_state=doc.get("hooks") or {}, platform_reason=doc.get("platform_reason", ""),
                               fault_reason=doc.get("fault_reason", ""),

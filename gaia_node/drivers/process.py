@@ -72,13 +72,13 @@ class ProcessDriver:
         directory = self.dirs.create(spec.container_id)
         cwd = os.path.join(directory, spec.workdir or state.WORKDIR)  # an absolute workdir wins
         os.makedirs(cwd, exist_ok=True)
+        handle = ProcessHandle(spec.container_id)
         launch = {"command": expand_args(spec.command, env), "env": env, "cwd": cwd,
                   "cgroup_procs": self._make_cgroups(spec), "netns": netns, "namespaces": list(spec.namespaces)}
-        state.write_json_atomic(os.path.join(directory, state.LAUNCH), launch)
-        handle = ProcessHandle(spec.container_id)
         try:
+            state.write_json_atomic(os.path.join(directory, state.LAUNCH), launch)
             self._wait_for_report(handle, self._spawn_shim(directory))
-        except StartFailed:
+        except BaseException:  # whatever failed, no shim may run on and no cgroup stay behind
             self._abandon(handle)
             raise
         return handle
@@ -124,7 +124,9 @@ class ProcessDriver:
         """Wait for the shim's readiness byte (or its end of the pipe closing), then read state.json."""
         path = self.dirs.path(handle.container_id, state.SHIM_STATE)
         try:
-            select.select([ready_fd], [], [], SHIM_REPORT_TIMEOUT)
+            waiter = select.poll()  # not select(): it refuses fds >= 1024, and a busy node has more
+            waiter.register(ready_fd, select.POLLIN | select.POLLHUP)
+            waiter.poll(SHIM_REPORT_TIMEOUT * 1000)
         finally:
             os.close(ready_fd)
         record = state.read_json(path) or {}

@@ -257,8 +257,11 @@ class DiskPressure:
         self._note_pressure(free, threshold, plan)
         done = []
         for eviction in plan:
-            status = self.containers.evict(eviction.container_id, eviction.reason,
-                                           platform=not eviction.own_fault)
+            try:
+                status = self.containers.evict(eviction.container_id, eviction.reason,
+                                               platform=not eviction.own_fault)
+            except KeyError:  # removed since the plan was made: nothing to evict, go on
+                continue
             if eviction.reason not in (status.platform_reason, status.message):
                 continue  # it ended on its own meanwhile
             shutil.rmtree(scratch_dir(self.usage.dirs.path(eviction.container_id)), ignore_errors=True)

@@ -1,6 +1,7 @@
 """Bad input against a real cluster: a clear error naming the field, non-zero exit, etcd unchanged."""
 import subprocess
 import sys
+import time
 
 import grpc
 import pytest
@@ -100,3 +101,15 @@ def test_oversized_request_is_refused_before_etcd(cluster):
         raw_submit(cluster, spec)
     assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert snapshot(cluster) == before
+
+
+def test_changing_a_finished_app_fails_at_once(cluster, tmp_path):
+    path = tmp_path / "gone.yaml"
+    path.write_text(GOOD.replace("keep", "gone"))
+    cluster.cli("submit", str(path))
+    cluster.cli("kill", "gone")
+    started = time.monotonic()
+    result = cluster.cli("scale", "gone", "3", check=False)
+    assert result.returncode == 2
+    assert "is killed" in result.stderr, result.stderr
+    assert time.monotonic() - started < 10, "a final answer must not be retried like a failover"

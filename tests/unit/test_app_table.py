@@ -96,3 +96,12 @@ def test_terminal_app_drops_its_allocations(table):
     table.update(table.get("web"), state=types_pb2.APP_STATE_KILLED)
     assert table.app_allocations(record.app_id) == {}
     assert ("delete", f"/gaia/c1/allocations/{record.app_id}/0") in table.store.committed[-1]
+
+
+def test_a_finished_app_keeps_its_final_state(table):
+    record, _ = table.submit(spec(), "k")
+    table.update(record, state=types_pb2.APP_STATE_KILLED)
+    with pytest.raises(Conflict) as e:  # the AM's late "succeeded" must not replace "killed"
+        table.update(record, state=types_pb2.APP_STATE_SUCCEEDED)
+    assert e.value.code == "terminal"
+    assert table.get("web").state == types_pb2.APP_STATE_KILLED

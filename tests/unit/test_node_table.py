@@ -149,3 +149,43 @@ def test_recovery_without_a_driver_record_is_lost(tmp_path):
     t2, _ = table(tmp_path, driver)
     t2.recover()
     assert t2.statuses()[0].state == S.CONTAINER_STATE_LOST
+
+
+class RecordingHook:
+    name = "recording"
+
+    def __init__(self):
+        self.calls = []
+
+    def prestart(self, ctx):
+        self.calls.append("prestart")
+
+    def poststart(self, ctx):
+        self.calls.append("poststart")
+
+    def poststop(self, ctx):
+        self.calls.append("poststop")
+
+    def recover(self, ctx):
+        self.calls.append("recover")
+
+
+def test_a_start_that_fails_after_prestart_undoes_the_hooks(tmp_path, monkeypatch):
+    from gaia_node.hooks import HookRunner
+    containers, driver = table(tmp_path)
+    hook = RecordingHook()
+    containers.hooks = HookRunner([hook])
+    monkeypatch.setattr(containers, "_save", lambda c: (_ for _ in ()).throw(OSError(28, "No space left")))
+    with pytest.raises(OSError):
+        containers.start(spec())
+    assert hook.calls == ["prestart", "poststop"]  # its netns, address and DNAT do not leak
+    assert containers.statuses() == []
+
+
+def test_remove_refuses_to_forget_a_container_that_still_runs(tmp_path):
+    containers, driver = table(tmp_path)
+    containers.start(spec())
+    driver.stop = lambda handle, grace: TaskStatus(running=True, pid=100, started_at=1.5)  # it ignores the kill
+    with pytest.raises(StartFailed, match="still stopping"):
+        containers.stop("app.0.1", grace=0.1, remove=True)
+    assert [s.container_id for s in containers.statuses()] == ["app.0.1"]  # still tracked
