@@ -40,7 +40,10 @@ NAME_PREFIX = "gaia-"            # the engine's container name: gaia-<container_
 LABEL_CONTAINER = "io.gaia.container-id"
 LABEL_APP = "io.gaia.app"
 LABEL_INSTANCE = "io.gaia.instance"
-LABEL_PARENT = "io.gaia.cgroup-parent"      # which node's (one cgroup parent per node manager)
+LABEL_PARENT = "io.gaia.cgroup-parent"
+# Which node manager owns it: its state directory. Nodes of one host may share a cgroup parent
+# (a dev cluster does), so the parent alone must never decide whose container an orphan is.
+LABEL_NODE = "io.gaia.node-state"
 LOG_CONFIG = {"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}}
 LOG_COPY_CHUNK = 64 * 1024
 
@@ -104,9 +107,9 @@ class DockerDriver:
             log.exception("could not look for orphaned engine containers")
 
     def _remove_orphans(self):
-        """Engine containers of this node (its cgroup parent label) that the node no longer
-        knows (no container directory: it was removed while the engine could not be told)."""
-        for found in self.api.containers(all=True, filters={"label": f"{LABEL_PARENT}={self.parent}"}):
+        """Engine containers of this node (its state-dir label) that the node no longer knows
+        (no container directory: it was removed while the engine could not be told)."""
+        for found in self.api.containers(all=True, filters={"label": f"{LABEL_NODE}={self.dirs.root}"}):
             container_id = (found.get("Labels") or {}).get(LABEL_CONTAINER, "")
             try:
                 known = os.path.isdir(self.dirs.path(container_id))
@@ -152,9 +155,13 @@ class DockerDriver:
     def _create(self, spec, env: dict, cgroup_parent: str) -> str:
         """The engine's container, not started. Two calls at most on the way to running (create,
         start) keeps the start as quick as the engine's own `docker run`."""
+        # The scratch dir (the disk hook's, measured against the disk quota) is mounted at the
+        # same path, so $GAIA_SCRATCH means the same inside as on the node.
+        scratch = env.get("GAIA_SCRATCH")
         host_config = self.api.create_host_config(
             network_mode="host" if spec.host_network else "none", cgroup_parent=cgroup_parent,
-            log_config=LOG_CONFIG, **self._resources(spec))
+            log_config=LOG_CONFIG, binds={scratch: {"bind": scratch, "mode": "rw"}} if scratch else None,
+            **self._resources(spec))
         request = dict(image=spec.image, command=expand_args(spec.command, env) or None,
                        name=engine_name(spec.container_id), environment=env, working_dir=self._workdir(spec),
                        labels=self._labels(spec), host_config=host_config, detach=True, stdin_open=False, tty=False)
@@ -202,7 +209,7 @@ class DockerDriver:
 
     def _labels(self, spec) -> dict:
         return {LABEL_CONTAINER: spec.container_id, LABEL_APP: spec.app_name, LABEL_INSTANCE: spec.instance_id,
-                LABEL_PARENT: self.parent}
+                LABEL_PARENT: self.parent, LABEL_NODE: self.dirs.root}
 
     def _discard(self, container_id: str, docker_id: str):
         try:

@@ -10,7 +10,7 @@ import pytest
 
 from gaia_cli.procs import cgroup_dirs, remove_cgroups
 from gaia_common.pb import node_pb2, types_pb2
-from gaia_node.drivers.docker import LABEL_PARENT
+from gaia_node.drivers.docker import LABEL_NODE, LABEL_PARENT
 from gaia_node.network import hook as network_hook
 from tests.integration.docker_support import busybox_image, docker_client, remove_labelled  # noqa: F401
 from tests.integration.node_harness import REAL_V1, NodeHarness, node_cfg, wait_for  # noqa: F401
@@ -135,13 +135,23 @@ def test_a_stale_engine_container_of_the_same_id_is_replaced(dnode, docker_clien
 
 
 def test_engine_containers_the_node_forgot_are_removed_at_start(dnode, docker_client):
+    own_label = os.path.join(os.path.abspath(dnode.cfg.state_dir), "containers")
     orphan = docker_client.api.create_container(dnode.image, ["sleep", "30"], name=f"gaia-{dnode.cfg.id}-orphan",
-                                                labels={LABEL_PARENT: dnode.cfg.cgroup_parent,
+                                                labels={LABEL_PARENT: dnode.cfg.cgroup_parent, LABEL_NODE: own_label,
                                                         "io.gaia.container-id": "gone-id.0.1"})
-    docker_client.api.start(orphan["Id"])
-    dnode.stop()
-    dnode.start()
-    assert engine_containers(docker_client, dnode.cfg.cgroup_parent) == []
+    # another node manager of this host, same cgroup parent (as in a dev cluster): not ours to remove
+    neighbour = docker_client.api.create_container(
+        dnode.image, ["sleep", "30"], name=f"gaia-{dnode.cfg.id}-neighbour",
+        labels={LABEL_PARENT: dnode.cfg.cgroup_parent, LABEL_NODE: "/elsewhere/containers",
+                "io.gaia.container-id": "theirs-id.0.1"})
+    for made in (orphan, neighbour):
+        docker_client.api.start(made["Id"])
+    try:
+        dnode.stop()
+        dnode.start()
+        assert [c["Id"] for c in engine_containers(docker_client, dnode.cfg.cgroup_parent)] == [neighbour["Id"]]
+    finally:
+        docker_client.api.remove_container(neighbour["Id"], force=True)
 
 
 def test_refuses_what_it_cannot_honour(dnode):
@@ -200,3 +210,15 @@ def test_node_starts_without_an_engine(node_cfg, etcd, tmp_path):
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "docker" in err.value.details()
     finally:
         harness.clean_up()
+
+
+def test_scratch_is_the_nodes_measured_directory(dnode):
+    spec = bb(dnode, name="scratch", command=["sh", "-c", "echo data > $GAIA_SCRATCH/out && echo $GAIA_SCRATCH"])
+    dnode.start_container(spec)
+    done = wait_for(lambda: (s := dnode.container(spec.container_id)) and s.state == S.CONTAINER_STATE_EXITED and s,
+                    timeout=15, what="the write to scratch")
+    assert done.exit_code == 0, done
+    scratch = logs(dnode, spec.container_id)["stdout"].decode().strip()
+    assert scratch.startswith(os.path.abspath(dnode.cfg.state_dir))  # a node path, mounted at the same place
+    with open(os.path.join(scratch, "out")) as f:  # on the node, where the disk quota measures it
+        assert f.read() == "data\n"
