@@ -75,9 +75,11 @@ class ApplicationMaster:
                 self._report(types_pb2.APP_STATE_FAILED,
                              f"instance {alloc.instance_id} failed {charged} times (exit {st.exit_code})")
             return  # a service instance out of retries stays failed, visible in status
-        backoff = 0.5 if st.platform_reason else min(MAX_BACKOFF, 0.5 * 2 ** charged)
+        # The backoff grows with every restart, whatever its cause: platform faults cost the user
+        # no retries, but one that repeats (a setup that always fails) must not spin.
+        backoff = min(MAX_BACKOFF, 0.5 * 2 ** counter_of(st.container_id))
         if time.time() - (st.finished_at or 0) < backoff:
-            return  # exponential backoff between restarts of a failing program
+            return
         self._restart(status, alloc, st)
 
     def _charge(self, instance_id: str, st) -> int:

@@ -64,3 +64,16 @@ def test_mixed_causes_count_only_user_failures():
     am.reconcile(app_status("batch", 1, "a-1.0.2", types_pb2.CONTAINER_STATE_FAILED, "evicted: disk"))  # free
     assert am.nodes.started == ["a-1.0.1", "a-1.0.2", "a-1.0.3"]
     assert am.client.reports == []
+
+
+def test_repeated_platform_failures_back_off(monkeypatch):
+    am = make_am()
+    now = 1000.0
+    monkeypatch.setattr("gaia_am.am.time.time", lambda: now)
+    status = app_status("service", 10, "a-1.0.6", types_pb2.CONTAINER_STATE_FAILED, "setup failed: io.max")
+    status.instances[0].status.finished_at = now - 5  # 5 s ago: within the 30 s backoff after 6 restarts
+    am.reconcile(status)
+    assert am.nodes.started == [] and am.client.reports == []  # waits, uncharged
+    status.instances[0].status.finished_at = now - 31
+    am.reconcile(status)
+    assert am.nodes.started == ["a-1.0.7"]
