@@ -193,8 +193,10 @@ class NetworkHook:
         from gaia_node.network import links
         from gaia_node.network.nat import Nft
         if not self.ipam.claim(self._owner(ctx.spec.container_id), state["address"]):
-            log.error("container %s: its address %s is held by %s", ctx.spec.container_id, state["address"],
-                      self.ipam.owner(state["address"]))
+            # another container holds it now: shaping and mapping ports to it would hijack theirs
+            log.error("container %s: its address %s is held by %s; its network is not recovered",
+                      ctx.spec.container_id, state["address"], self.ipam.owner(state["address"]))
+            return
         ctx.status.container_ip = state["address"]
         if not links.link_exists(state["veth"]):
             log.error("container %s: veth %s is gone; its network cannot be recovered", ctx.spec.container_id,
