@@ -176,10 +176,27 @@ def cluster_processes(name: str) -> list:
     return found
 
 
-def kill_cluster_processes(name: str, timeout: float = 10.0):
-    for p in cluster_processes(name):
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    wait_for(lambda: not cluster_processes(name), timeout, what=f"processes of {name} to exit")
+def kill_cluster_processes(name: str, timeout: float = 30.0):
+    """SIGKILL every process of the cluster, again on each pass: one may have been started
+    meanwhile, and exits slowed by network-namespace teardown on a loaded machine take a while."""
+    def all_gone():
+        left = cluster_processes(name)
+        for p in left:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        return not left
+
+    try:
+        wait_for(all_gone, timeout, interval=0.5, what=f"processes of {name} to exit")
+    except AssertionError:
+        left = [f"{p.pid} {_describe(p)}" for p in cluster_processes(name)]
+        raise AssertionError(f"processes of {name} still there after {timeout}s: {left}") from None
+
+
+def _describe(p) -> str:
+    try:
+        return f"{p.status()} {' '.join(p.cmdline())[:80]}"
+    except psutil.Error:
+        return "(gone)"
