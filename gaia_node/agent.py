@@ -9,7 +9,7 @@ import os
 import threading
 
 from gaia_common import etcd as etcd_mod, rpc
-from gaia_common.config import default_id
+from gaia_common.config import ConfigError, default_id
 from gaia_common.keys import Keys
 from gaia_common.masters import current_epoch
 from gaia_common.pb import node_pb2_grpc
@@ -28,6 +28,7 @@ from gaia_node.state import ContainerDirs
 log = logging.getLogger("gaia.node")
 
 EPOCH_POLL = 0.3
+DRIVER_RETRY = 5.0     # how often a configured driver that did not answer is tried again
 STATUS_POLL = 0.5
 ETCD_TIMEOUT = 2.0     # short: node writes are retried by the lease loop anyway
 
@@ -54,7 +55,7 @@ class NodeManager:
     def start(self) -> "NodeManager":
         cfg = self.cfg
         os.makedirs(cfg.state_dir, exist_ok=True)
-        dirs = ContainerDirs(cfg.state_dir)
+        dirs = self.dirs = ContainerDirs(cfg.state_dir)
         self.cgroups = cgroups.detect(cfg.cgroup_root, cfg.cgroup_parent)
         if self.cgroups is None:
             log.warning("no cgroups under %s: resource limits will not be enforced", cfg.cgroup_root)
@@ -67,7 +68,8 @@ class NodeManager:
         self.registration.set(self.keys.node(self.node_id), self.info.SerializeToString())
         self.events = EventLog()
         parts = NodeParts(cfg=cfg, cgroups=self.cgroups, containers=None, events=self.events)
-        self.containers = Containers(dirs=dirs, drivers=self.drivers, ports=PortAllocator(*cfg.port_range),
+        self.containers = Containers(dirs=dirs, drivers=self.drivers, configured=cfg.drivers,
+                                     ports=PortAllocator(*cfg.port_range),
                                      publisher=Publisher(self.registration, self.keys),
                                      node_id=self.node_id, host_ip=cfg.host_ip, cluster=cfg.cluster,
                                      hooks=HookRunner(build_hooks(parts)))
@@ -79,6 +81,7 @@ class NodeManager:
         self.epoch.refresh()
         self._every(EPOCH_POLL, self.epoch.refresh, "gaia-node-epoch")
         self._every(STATUS_POLL, self.containers.poll, "gaia-node-status")
+        self._every(DRIVER_RETRY, self._load_missing_drivers, "gaia-node-drivers")
         for name, interval, work in build_managers(parts):
             self._every(interval, work, f"gaia-node-{name}")
         node_pb2_grpc.add_NodeServicer_to_server(NodeService(self), self.server)
@@ -86,6 +89,22 @@ class NodeManager:
         log.info("node %s serving on %s (cluster %s, %d containers re-adopted)",
                  self.node_id, self.address, cfg.cluster, running)
         return self
+
+    def _load_missing_drivers(self):
+        """A configured driver whose runtime did not answer (an engine restarting) is tried again;
+        once it loads, the node offers it and re-adopts the containers that waited for it."""
+        missing = [name for name in self.cfg.drivers if name not in self.drivers]
+        if not missing:
+            return
+        try:
+            loaded = drivers.load(missing, self.dirs, self.cgroups, self.cfg)
+        except ConfigError:  # still none of them: try again later
+            return
+        self.drivers.update(loaded)  # the container table and the service share this dict
+        self.info = capacity.node_info(self.cfg, self.node_id, self.address, self.drivers)
+        self.registration.set(self.keys.node(self.node_id), self.info.SerializeToString())
+        log.info("driver(s) %s available again; %d container(s) re-adopted", ", ".join(sorted(loaded)),
+                 self.containers.readopt_waiting())
 
     def _every(self, interval: float, work, name: str):
         def loop():

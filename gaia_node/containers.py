@@ -54,8 +54,12 @@ def copy(status: types_pb2.ContainerStatus) -> types_pb2.ContainerStatus:
 
 class Containers:
     def __init__(self, *, dirs, drivers: dict, ports, publisher, node_id: str, host_ip: str, cluster: str,
-                 hooks: HookRunner = None):
+                 hooks: HookRunner = None, configured=None):
         self.hooks = hooks or HookRunner([])
+        # Drivers the node is configured with; one missing from `drivers` is away for now (its
+        # engine restarting): its containers wait in _waiting instead of being declared lost.
+        self.configured = set(configured or drivers)
+        self._waiting = []
         self.dirs = dirs
         self.drivers = drivers
         self.ports = ports
@@ -310,10 +314,28 @@ class Containers:
         container.saved_handle = doc.get("handle") or {"container_id": cid}
         return container
 
+    def readopt_waiting(self) -> int:
+        """Re-adopt the containers whose driver has come back; return how many."""
+        ready = [c for c in self._waiting if c.spec.driver in self.drivers]
+        for container in ready:
+            self._waiting.remove(container)
+            with container.lock:
+                container.status.message = ""
+                self._readopt(container)
+            self.publisher.publish(container.spec, container.status)
+        return len(ready)
+
     def _readopt(self, container: Container):
         if container.status.state in TERMINAL:
             return
         driver = self.drivers.get(container.spec.driver)
+        if driver is None and container.spec.driver in self.configured:
+            # Its runtime is away (say, a Docker engine restarting): the container may well run
+            # on. Declaring it lost would tear down its network and make the AM start another.
+            container.status.message = (f"the {container.spec.driver} driver is unavailable: "
+                                        "state unknown until it answers")
+            self._waiting.append(container)
+            return
         handle = driver.recover(container.saved_handle) if driver else None
         if handle is None:
             why = "driver not enabled" if driver is None else "nothing recorded"

@@ -212,3 +212,44 @@ def _exec(engine, container_id, command):
     api = engine.client.api
     exec_id = api.exec_create(f"gaia-{container_id}", command)["Id"]
     api.exec_start(exec_id)
+
+
+def test_node_restarted_while_the_engine_is_down_keeps_its_docker_containers(
+        tmp_path, etcd_server, etcd, cluster_name, engine):
+    if engine is None:
+        pytest.skip("no private dockerd could be started here")
+    parent = f"gaia-test-away-{cluster_name}"
+    cfg = {"cluster": cluster_name, "etcd": [etcd_server.endpoint], "listen": f"127.0.0.1:{free_port()}",
+           "id": f"away-{cluster_name}", "state_dir": str(tmp_path / "state"), "cgroup_parent": parent,
+           "lease_ttl": 3, "drivers": ["process", "docker"], "docker_host": engine.socket,
+           "cgroup_root": "/sys/fs/cgroup" if REAL_V1 else str(tmp_path / "none")}
+    node = NodeProcess(tmp_path, cfg)
+    box = spec(cluster_name, "d0", ["sleep", "600"], "docker", "gaia-test/busybox:hot")
+    try:
+        node.start()
+        before = node.start_container(box)
+        assert before.state == S.CONTAINER_STATE_RUNNING, before.message
+        node.kill9()
+        engine.stop()                       # live-restore: the container runs on without its engine
+        node.start()                        # the node comes back first, with no engine to ask
+        report = node.report()
+        assert report.info.drivers == ["process"]
+        waiting = next(c for c in report.containers if c.container_id == box.container_id)
+        assert waiting.state == S.CONTAINER_STATE_RUNNING and "unavailable" in waiting.message  # not LOST
+
+        engine.start()
+        def readopted():
+            r = node.report()
+            c = next(c for c in r.containers if c.container_id == box.container_id)
+            return c if "docker" in r.info.drivers and not c.message else None
+        after = wait_for(readopted, timeout=30, interval=0.5, what="the node to re-adopt once the engine answers")
+        assert after.state == S.CONTAINER_STATE_RUNNING
+        assert (after.pid, after.started_at) == (before.pid, before.started_at)  # never restarted
+    finally:
+        node.close()
+        harness = NodeHarness(NodeConfig(**cfg), etcd)
+        network_hook.sweep(harness.cfg)
+        for c in engine.client.api.containers(all=True):
+            engine.client.api.remove_container(c["Id"], force=True)
+        harness.clean_up()
+        remove_cgroups(parent)
