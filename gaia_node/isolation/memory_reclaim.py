@@ -36,6 +36,12 @@ class Member:
         return max(0, self.usage - self.request)
 
     @property
+    def unreclaimable(self) -> int:
+        """What it holds above its request that no squeeze can take back (anonymous memory:
+        without swap it can only be freed by ending the process)."""
+        return max(0, self.usage - self.file - self.request)
+
+    @property
     def squeezed(self) -> bool:
         return self.ceiling is not None and (self.limit is None or self.ceiling < self.limit)
 
@@ -93,12 +99,16 @@ def plan_squeezes(members, budget: Budget, psi: float = 0.0) -> list:
 
 
 def plan_kills(members, budget: Budget, psi: float = 0.0) -> list:
-    """Phase 2, on a snapshot taken after the squeezes: end borrowers until the need is met."""
+    """Phase 2, on a snapshot taken after the squeezes: end borrowers until the need is met.
+
+    Only for memory squeezing cannot take back: a borrower whose excess is page cache still
+    being written back (the kernel refused the lower ceiling for now) is squeezed again next
+    pass, never killed for it."""
     wanted, actions = need(members, budget, psi), []
     for m in reclaim_order(members):
         if wanted <= 0:
             break
-        if m.borrowed <= KILL_TOLERANCE:
+        if m.unreclaimable <= KILL_TOLERANCE:
             continue
         actions.append(Action("kill", m.container_id, frees=m.usage,
                               why=f"priority {m.priority}, {mib(m.borrowed)} over its request of "
