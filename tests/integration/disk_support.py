@@ -10,7 +10,7 @@ import pytest
 
 from gaia_cli.bench.node_disk import loop_filesystem
 from gaia_common.config import NodeConfig
-from tests.integration.node_harness import CGROUP_ROOT, NodeHarness, wait_for
+from tests.integration.node_harness import CGROUP_ROOT, NodeHarness, _rmdir, wait_for
 
 MIB = 1 << 20
 CAN_LOOP = (os.geteuid() == 0 and bool(shutil.which("losetup")) and bool(shutil.which("mkfs.ext4"))
@@ -48,13 +48,7 @@ def remove_blkio(parent: str):
                     os.kill(int(pid), signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            try:
-                os.rmdir(path)
-            except FileNotFoundError:
-                pass
-            except OSError:
-                return False
-            return True
+            return _rmdir(path)
         wait_for(gone, what=f"rmdir {leaf}")
     os.rmdir(top)
 

@@ -4,6 +4,7 @@ Daemons are separate processes (started through the `gaia` CLI) so tests can kil
 SIGSTOP them for real. Cleanup finds every process of the test's cluster — daemons, shims,
 AMs, instances — by the GAIA_CLUSTER / config path in its environment or command line.
 """
+import contextlib
 import json
 import os
 import signal
@@ -16,8 +17,10 @@ import yaml
 
 from gaia_cli.procs import remove_cgroups
 from gaia_common.client import MasterClient
+from gaia_common.config import NodeConfig
 from gaia_common.etcd import connect
 from gaia_common.keys import Keys
+from gaia_node.network import hook as network_hook
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -153,7 +156,24 @@ class LocalCluster:
                 pass
         kill_cluster_processes(self.name)
         remove_cgroups(f"gaia-{self.name}")
+        for node_id in self.nodes:  # killed nodes ran no poststop: unwire the namespaces they made
+            network_hook.sweep(NodeConfig(cluster=self.name, state_dir=os.path.join(self.workdir, node_id)))
         self.etcd.close()
+
+
+@contextlib.contextmanager
+def running_cluster(etcd_endpoint, name: str, workdir, masters: int = 1, nodes: int = 1):
+    """A LocalCluster with `masters` and `nodes` started and ready; stopped afterwards."""
+    cluster = LocalCluster(etcd_endpoint, name, workdir)
+    try:
+        for _ in range(masters):
+            cluster.start_master()
+        for _ in range(nodes):
+            cluster.start_node()
+        cluster.wait_ready(nodes=nodes)
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 def _signal_group(pid: int, sig):

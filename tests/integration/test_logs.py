@@ -1,5 +1,4 @@
 """`gaia logs` end to end: CLI -> leading master -> the node that runs the instance."""
-import os
 import queue
 import subprocess
 import sys
@@ -8,11 +7,9 @@ import time
 
 import pytest
 
-from gaia_common.config import NodeConfig
 from gaia_node.drivers.docker import LABEL_PARENT
-from gaia_node.network import hook as network_hook
 from tests.integration.docker_support import busybox_image, docker_client, remove_labelled  # noqa: F401
-from tests.integration.harness import ROOT, LocalCluster, wait_for
+from tests.integration.harness import ROOT, LocalCluster, running_cluster, wait_for
 
 TALKER = """\
 name: talker
@@ -26,20 +23,9 @@ resources:
 
 @pytest.fixture
 def cluster(etcd_server, cluster_name, tmp_path):
-    c = LocalCluster(etcd_server.endpoint, cluster_name, tmp_path)
-    c.start_master()
-    c.start_node()
-    try:
-        c.wait_ready(nodes=1)
+    with running_cluster(etcd_server.endpoint, cluster_name, tmp_path, nodes=1) as c:
         yield c
-    finally:
-        stop(c)
 
-
-def stop(c: LocalCluster):
-    c.stop()
-    for node_id in c.nodes:   # killed nodes run no poststop: unwire the namespaces they named
-        network_hook.sweep(NodeConfig(cluster=c.name, state_dir=os.path.join(c.workdir, node_id)))
 
 
 def numbers(text: str) -> list:
@@ -126,4 +112,4 @@ def test_logs_of_a_docker_instance(etcd_server, cluster_name, tmp_path, docker_c
         assert c.cli("logs", "boxed", "--tail", "4").stdout == "box\n"
     finally:
         remove_labelled(docker_client, LABEL_PARENT, f"gaia-{cluster_name}")  # first: then its cgroups can go
-        stop(c)
+        c.stop()

@@ -2,20 +2,15 @@
 import pytest
 
 from gaia_common.pb import types_pb2
-from tests.integration.harness import LocalCluster
+from tests.integration.harness import running_cluster
 
 APP = "name: {name}\ncommand: sleep 1000\npool: {pool}\n"
 
 
 @pytest.fixture
 def cluster(etcd_server, cluster_name, tmp_path):
-    c = LocalCluster(etcd_server.endpoint, cluster_name, tmp_path)
-    c.start_master()
-    try:
-        c.wait_ready(nodes=0)
+    with running_cluster(etcd_server.endpoint, cluster_name, tmp_path, nodes=0) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def stored(cluster) -> dict:

@@ -4,7 +4,7 @@ import urllib.request
 import psutil
 import pytest
 
-from tests.integration.harness import LocalCluster, cluster_processes, wait_for
+from tests.integration.harness import cluster_processes, running_cluster, wait_for
 
 HELLO = """\
 name: hello
@@ -20,14 +20,8 @@ retry_times: 2
 
 @pytest.fixture
 def cluster(etcd_server, cluster_name, tmp_path):
-    c = LocalCluster(etcd_server.endpoint, cluster_name, tmp_path)
-    c.start_master()
-    c.start_node()
-    try:
-        c.wait_ready(nodes=1)
+    with running_cluster(etcd_server.endpoint, cluster_name, tmp_path, nodes=1) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def running(cluster, name, count):
