@@ -55,7 +55,7 @@ class ApplicationMaster:
         for view in instances:
             self._keep(status, view)
         if len(instances) < desired:
-            self._grow(status, desired - len(instances))
+            self._grow(status, desired)
         if status.app.spec.kind == types_pb2.APP_KIND_BATCH:
             self._finish_batch(status, instances, desired)
 
@@ -114,12 +114,15 @@ class ApplicationMaster:
 
     # ---- the set of instances ----
 
-    def _grow(self, status, count: int):
-        request = master_pb2.ContainerRequest(app_id=self.app_id, attempt=self.attempt, count=count,
-                                              resources=status.app.spec.resources)
+    def _grow(self, status, target: int):
+        """Ask for the app's whole target (asking again is idempotent); the master decides in
+        its next cycle. Grants come back here or, later, in GetApp."""
+        spec = status.app.spec
+        request = master_pb2.ContainerRequest(app_id=self.app_id, attempt=self.attempt, target=target,
+                                              resources=spec.resources, gang=spec.gang > 0, wait_seconds=1.0)
         grants = self.client.call("RequestContainers", request)
-        if grants.message:
-            log.info("granted %d of %d: %s", len(grants.allocations), count, grants.message)
+        if grants.pending:
+            log.info("%d instances pending: %s", grants.pending, grants.message)
         for alloc in grants.allocations:
             self._start(status, alloc, 0)
 

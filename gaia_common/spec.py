@@ -38,7 +38,7 @@ RESOURCE_FIELDS = {
 UNCAPPED_BY_DEFAULT = {"cpu"}
 TOP_FIELDS = {"name", "pool", "priority", "instances", "kind", "driver", "command", "image",
               "env", "resources", "ports", "retry_times", "migrate_times", "workdir", "network",
-              "gang", "constraints", "gpu_model", "max_per_node", "spread_by"}
+              "gang", "constraints", "gpu_model", "max_per_node", "spread_by", "max_per_domain"}
 NETWORKS = ("", "namespace", "host")    # "" = namespace: an instance's own network namespace
 # node labels as constraints and spread_by name them: like Kubernetes label keys, optionally prefixed
 LABEL = re.compile(r"^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
@@ -90,6 +90,7 @@ def from_dict(doc) -> types_pb2.AppSpec:
         gpu_model=_text(doc, "gpu_model"),
         max_per_node=_int(doc, "max_per_node", 0, 0, MAX_INSTANCES),
         spread_by=_text(doc, "spread_by"),
+        max_per_domain=_int(doc, "max_per_domain", 0, 0, MAX_INSTANCES),
     )
     spec.constraints.extend(_constraints(doc.get("constraints")))
     spec.command.extend(_command(doc.get("command")))
@@ -141,6 +142,10 @@ def _validate_placement(spec: types_pb2.AppSpec):
         raise SpecError("gpu_model", f"{spec.gpu_model!r} must be 1-63 letters, digits, '.', '_', '-' or spaces")
     if spec.spread_by and not LABEL.fullmatch(spec.spread_by):
         raise SpecError("spread_by", f"{spec.spread_by!r} is not a node label name")
+    if not 0 <= spec.max_per_domain <= MAX_INSTANCES:
+        raise SpecError("max_per_domain", f"must be between 0 (an even spread) and {MAX_INSTANCES}")
+    if spec.max_per_domain and not spec.spread_by:
+        raise SpecError("max_per_domain", "needs spread_by (the label whose values are the domains)")
     if len(spec.constraints) > MAX_CONSTRAINTS:
         raise SpecError("constraints", f"at most {MAX_CONSTRAINTS}")
     for i, c in enumerate(spec.constraints):

@@ -10,6 +10,7 @@ import time
 
 from gaia_common.keys import Keys
 from gaia_common.pb import types_pb2
+from gaia_master.scheduling.index import AllocationIndex
 
 TERMINAL = (types_pb2.APP_STATE_SUCCEEDED, types_pb2.APP_STATE_FAILED, types_pb2.APP_STATE_KILLED)
 
@@ -30,6 +31,8 @@ class AppTable:
         self.apps = {}          # name -> AppRecord
         self.allocations = {}   # app_id -> {instance_id: Allocation}
         self.by_key = {}        # idempotency key -> app_id
+        self.names = {}         # app_id -> name
+        self.index = AllocationIndex()   # sums of the allocations, kept current for the scheduler
 
     # ---- loading ----
 
@@ -46,6 +49,11 @@ class AppTable:
         with self.lock:
             self.apps, self.allocations = apps, allocations
             self.by_key = {r.idempotency_key: r.app_id for r in apps.values() if r.idempotency_key}
+            self.names = {r.app_id: r.spec.name for r in apps.values()}
+            self.index.clear()
+            for record in apps.values():
+                for alloc in allocations.get(record.app_id, {}).values():
+                    self.index.add(alloc, record.spec.pool, record.spec.priority)
 
     # ---- reads ----
 
@@ -58,7 +66,7 @@ class AppTable:
 
     def by_id(self, app_id: str):
         with self.lock:
-            return next((r for r in self.apps.values() if r.app_id == app_id), None)
+            return self.apps.get(self.names.get(app_id, ""))
 
     def records(self) -> list:
         with self.lock:
@@ -93,6 +101,7 @@ class AppTable:
             self.store.commit(ops)
             self._forget(old)
             self.apps[spec.name] = record
+            self.names[record.app_id] = spec.name
             if idempotency_key:
                 self.by_key[idempotency_key] = record.app_id
             return record, False
@@ -118,7 +127,7 @@ class AppTable:
                         for i in self.allocations.get(new.app_id, {})]
             self.store.commit_batches(ops)
             if new.state in TERMINAL:
-                self.allocations.pop(new.app_id, None)
+                self._drop_allocations(new)
             self.apps[new.spec.name] = new
             return new
 
@@ -139,25 +148,79 @@ class AppTable:
             ops = [self.store.put(self.keys.allocation(a.app_id, a.instance_id), a) for a in allocations]
             ops.append(self.store.put(self.keys.app(new.spec.name), new))
             self.store.commit(ops)
-            self.apps[new.spec.name] = new
-            by_app = self.allocations.setdefault(record.app_id, {})
-            for a in allocations:
-                by_app[a.instance_id] = a
+            self._remember(new, allocations)
             return new
+
+    def grant_batch(self, groups: list, max_ops: int) -> list:
+        """Store many apps' grants in as few fenced transactions as fit `max_ops` each.
+
+        `groups`: (record, allocations, record_changes) per app, already checked by the caller
+        (under this lock). A group's allocations and app record share one transaction when
+        they fit in one, so a gang is never visible half granted (the caller keeps gangs within
+        one); a larger group is split, its app record (next_instance) going first. Returns
+        the records written."""
+        epoch = self.store.election.epoch
+        txns, ops, pending = [], [], []
+        for record, allocations, changes in groups:
+            new = types_pb2.AppRecord()
+            new.CopyFrom(record)
+            for field, value in changes.items():
+                setattr(new, field, value)
+            new.epoch = epoch
+            for a in allocations:
+                a.epoch = epoch
+            group = [self.store.put(self.keys.app(new.spec.name), new)]
+            group += [self.store.put(self.keys.allocation(a.app_id, a.instance_id), a) for a in allocations]
+            if ops and len(ops) + len(group) > max_ops:
+                txns.append((ops, pending))
+                ops, pending = [], []
+            done = 0   # a group larger than a transaction is split; each part is remembered
+            while len(group) > max_ops:
+                txns.append((group[:max_ops], [(new, allocations[done:done + max_ops - (done == 0)])]))
+                done += max_ops - (done == 0)
+                group = group[max_ops:]
+            ops.extend(group)
+            pending.append((new, allocations[done:]))
+        if ops:
+            txns.append((ops, pending))
+        written = []
+        for ops, done in txns:
+            self.store.commit(ops)
+            for new, allocations in done:
+                self._remember(new, allocations)
+                written.append(new)
+        return written
+
+    def _remember(self, new, allocations):
+        """Memory follows a committed write: the record, its allocations, the index."""
+        self.apps[new.spec.name] = new
+        by_app = self.allocations.setdefault(new.app_id, {})
+        for a in allocations:
+            old = by_app.get(a.instance_id)
+            if old is not None:
+                self.index.remove(old, new.spec.pool)
+            by_app[a.instance_id] = a
+            self.index.add(a, new.spec.pool, new.spec.priority)
 
     def release(self, app_id: str, instance_ids: list):
         with self.lock:
             mine = self.allocations.get(app_id, {})
             gone = [i for i in instance_ids if i in mine]
             self.store.commit_batches([self.store.delete(self.keys.allocation(app_id, i)) for i in gone])
+            pool = self.by_id(app_id).spec.pool
             for i in gone:
-                mine.pop(i, None)
+                self.index.remove(mine.pop(i), pool)
             return gone
 
     def _forget(self, old):
         if old is not None:
-            self.allocations.pop(old.app_id, None)
+            self._drop_allocations(old)
             self.by_key.pop(old.idempotency_key, None)
+            self.names.pop(old.app_id, None)
+
+    def _drop_allocations(self, record):
+        for alloc in self.allocations.pop(record.app_id, {}).values():
+            self.index.remove(alloc, record.spec.pool)
 
 
 def state_name(state: int) -> str:

@@ -18,8 +18,10 @@ from gaia_master.app_table import AppTable
 from gaia_master.election import Election
 from gaia_master.node_client import NodeClient
 from gaia_master.node_view import NodeView
+from gaia_master.pools import PoolTable
 from gaia_master.reconciler import Reconciler
-from gaia_master.scheduler import FirstFit
+from gaia_master.scheduling.loop import SchedulingLoop
+from gaia_master.scheduling.requests import RequestBook
 from gaia_master.service import MasterService
 from gaia_master.store import FencedStore
 
@@ -43,7 +45,9 @@ class Master:
         self.table = AppTable(self.keys, self.store)
         self.node_view = NodeView(self.etcd, self.keys)
         self.nodes = NodeClient(self.election)
-        self.scheduler = FirstFit()
+        self.pools = PoolTable(self.keys, self.store)
+        self.book = RequestBook()
+        self.scheduling = SchedulingLoop(self)
         self.reconciler = Reconciler(self)
         self._term = 0            # bumped on every election and deposition
         self._ready_term = -1     # the term whose state is loaded; serve only then
@@ -71,24 +75,35 @@ class Master:
     def is_serving(self) -> bool:
         return self.election.is_leader() and self._ready_term == self._term
 
+    def pool_table(self) -> PoolTable:
+        """The pool tree, loaded from etcd once per leadership epoch before it is used."""
+        self.pools.ensure_loaded(self.etcd, self.election.epoch)
+        return self.pools
+
     # ---- leadership ----
 
     def _on_elected(self, epoch: int):
         self._term += 1
         term = self._term
         self.table.load(self.etcd)            # rebuild everything from etcd before answering
+        self.pool_table()
+        self.book.clear()                     # askers repeat their asks to the new term
         if self.node_view.broken:
             self.node_view.sync()
         leader = types_pb2.MasterInfo(id=self.id, address=self.address, epoch=epoch, leader=True,
                                       started_at=time.time())
         self.store.commit([self.store.put(self.keys.leader, leader, lease=self.election.lease)])
         self._ready_term = term
-        threading.Thread(target=self.reconciler.run, args=(lambda: self._term == term and self.is_serving(),),
-                         name=f"reconcile-{epoch}", daemon=True).start()
+        current = lambda: self._term == term and self.is_serving()  # noqa: E731
+        threading.Thread(target=self.reconciler.run, args=(current,), name=f"reconcile-{epoch}",
+                         daemon=True).start()
+        threading.Thread(target=self.scheduling.run, args=(current,), name=f"schedule-{epoch}",
+                         daemon=True).start()
 
     def _on_deposed(self):
         self._term += 1
         self.reconciler.wake()
+        self.scheduling.wake()
 
     def _view_keeper(self):
         """Reload the node view whenever its watch breaks (etcd member lost, compaction)."""

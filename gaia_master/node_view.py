@@ -25,6 +25,7 @@ class NodeView:
         self.containers = {}   # app_id -> {container_id: ContainerStatus}
         self.services = {}     # app_name -> {instance_id: ServiceEndpoint}
         self.revision = 0
+        self.node_version = 0  # bumped whenever a node joins, changes or leaves
         self.broken = True
         self._watch_id = None
         self._tables = (
@@ -41,6 +42,7 @@ class NodeView:
             self._cancel()
         with self.lock:
             self.nodes, self.containers, self.services = {}, {}, {}
+            self.node_version += 1
             revision = None  # every table is read at the first read's revision: one snapshot
             for prefix, cls, put, _ in self._tables:
                 response = self.etcd.get_prefix_response(prefix, revision=revision)
@@ -87,9 +89,11 @@ class NodeView:
 
     def _put_node(self, node_id, info):
         self.nodes[node_id] = info
+        self.node_version += 1
 
     def _del_node(self, node_id):
         self.nodes.pop(node_id, None)
+        self.node_version += 1
 
     def _put_container(self, rest, status):
         app_id, _, container_id = rest.partition("/")

@@ -16,8 +16,7 @@ import grpc
 
 from gaia_common import quantity
 from gaia_common.pb import types_pb2
-from gaia_master import snapshot
-from gaia_master.app_table import TERMINAL, Conflict
+from gaia_master.app_table import TERMINAL
 from gaia_master.node_view import latest_container
 from gaia_master.store import NotLeader
 
@@ -80,21 +79,10 @@ class Reconciler:
             self.m.table.update(record, state=types_pb2.APP_STATE_FAILED,
                                 message=f"ApplicationMaster failed {record.am_attempt} times; last: {why}")
             return
-        request = am_resources(self.m.cfg.am_resources)
-        placement = self.m.scheduler.place([request], snapshot.free_nodes(self.m.node_view, self.m.table))
-        if not placement.complete:
-            self._set_message(record, f"waiting for a node for the ApplicationMaster: {placement.reason}")
-            return
-        node = self.m.node_view.node(placement.node_ids[0])
-        attempt = record.am_attempt + 1
-        alloc = types_pb2.Allocation(app_id=record.app_id, instance_id="am", node_id=node.node_id,
-                                     node_address=node.address, request=request, is_am=True, attempt=attempt)
-        log.info("app %s: placing AM attempt %d on %s (%s)", record.app_id, attempt, node.node_id, why)
-        try:
-            record = self.m.table.allocate(record, [alloc], {"am_attempt": attempt, "message": why})
-        except Conflict:
-            return
-        self._start_am(record, alloc)
+        # Sfair places it (in the app's pool, ahead of every user band); the next pass after
+        # the grant starts it. Asking again while it waits is harmless.
+        self.m.book.ask_am(record.app_id, record.am_attempt + 1, why, am_resources(self.m.cfg.am_resources))
+        self.m.scheduling.wake()
 
     def _start_am(self, record, alloc):
         spec = self.am_spec(record, alloc.attempt)
@@ -118,16 +106,14 @@ class Reconciler:
         spec.resources.limit.CopyFrom(spec.resources.request)
         return spec
 
-    def _set_message(self, record, message: str):
-        if record.message != message:
-            self.m.table.update(record, message=message)
-
     # ---- garbage ----
 
     def _collect_garbage(self):
+        """Stop what nothing grants any more: containers of finished apps, and instances whose
+        allocation was released (scaled down, preempted, reclaimed)."""
         active = {r.app_id for r in self.m.table.records() if r.state not in TERMINAL}
         for status in self.m.node_view.all_containers():
-            if status.app_id in active:
+            if status.app_id in active and self._granted(status):
                 continue
             node = self.m.node_view.node(status.node_id)
             if node is None:
@@ -136,6 +122,13 @@ class Reconciler:
                 self.m.nodes.stop(node.address, status.container_id, remove=True, grace=2.0)
             except grpc.RpcError as e:
                 log.warning("could not stop %s on %s: %s", status.container_id, node.node_id, e.details())
+
+
+    def _granted(self, status) -> bool:
+        if status.instance_id == "am":
+            return True   # AM attempts are the AM logic's business above
+        alloc = self.m.table.app_allocations(status.app_id).get(status.instance_id)
+        return alloc is not None and alloc.node_id == status.node_id
 
 
 def am_container_id(app_id: str, attempt: int) -> str:

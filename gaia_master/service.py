@@ -11,7 +11,7 @@ import grpc
 
 from gaia_common import etcd as etcd_mod, rpc, spec as spec_mod
 from gaia_common.pb import master_pb2, master_pb2_grpc, types_pb2
-from gaia_master import snapshot
+from gaia_common.resources import DIMENSIONS
 from gaia_master.app_table import TERMINAL, Conflict, state_name
 from gaia_master.node_view import instance_order, latest_container
 from gaia_master.pools import PoolTable
@@ -53,15 +53,10 @@ def leader_only(handler):
 class MasterService(master_pb2_grpc.MasterServicer):
     def __init__(self, master):
         self.m = master
-        self._pools = None
 
     @property
     def pools(self) -> PoolTable:
-        """The pool tree, loaded from etcd once per leadership epoch before it answers."""
-        if self._pools is None:
-            self._pools = PoolTable(self.m.keys, self.m.store)
-        self._pools.ensure_loaded(self.m.etcd, self.m.election.epoch)
-        return self._pools
+        return self.m.pool_table()
 
     # ---- users ----
 
@@ -192,26 +187,23 @@ class MasterService(master_pb2_grpc.MasterServicer):
 
     @leader_only
     def RequestContainers(self, request, context):
+        """Record the app's ask (idempotent), wake the scheduler and answer once a cycle has
+        decided on it, or after wait_seconds: grants also reach the AM through GetApp."""
         record = self._am_record(request.app_id, request.attempt)
-        if not 0 < request.count <= MAX_REQUEST_COUNT:
-            raise spec_mod.SpecError("count", f"must be between 1 and {MAX_REQUEST_COUNT}")
+        target = self._target(record, request)
         shape = request.resources.request
-        with self.m.table.lock:  # placement and commit see the same free capacity
-            nodes = snapshot.free_nodes(self.m.node_view, self.m.table, record.spec.driver)
-            placement = self.m.scheduler.place([shape] * request.count, nodes, gang=request.gang)
-            first = record.next_instance
-            grants = []
-            for offset, node_id in enumerate(placement.node_ids):
-                node = self.m.node_view.node(node_id)
-                grants.append(types_pb2.Allocation(app_id=record.app_id, instance_id=str(first + offset),
-                                                   node_id=node_id, node_address=node.address, request=shape))
-            # the app's message says why it waits (or that it no longer does): `gaia status` shows it
-            message = f"waiting for {record.spec.driver} capacity: {placement.reason}" if placement.reason else ""
-            if grants:
-                self.m.table.allocate(record, grants, {"next_instance": first + len(grants), "message": message})
-            elif message != record.message:
-                self.m.table.update(record, message=message)
-        return master_pb2.Grants(allocations=grants, message=placement.reason)
+        spec_mod.validate_requirements(request.resources)
+        first = record.next_instance
+        mark = self.m.book.mark()
+        self.m.book.ask_instances(record.app_id, record.am_attempt, target, shape, request.gang)
+        self.m.scheduling.wake()
+        self.m.book.wait_cycle(mark, min(request.wait_seconds or 1.0, 5.0))
+        record = self.m.table.by_id(record.app_id)
+        allocations = self.m.table.app_allocations(record.app_id)
+        grants = [a for i, a in sorted(allocations.items(), key=lambda kv: instance_order(kv[0]))
+                  if i.isdigit() and int(i) >= first]
+        pending = max(0, target - self.m.table.index.app_held.get(record.app_id, 0))
+        return master_pb2.Grants(allocations=grants, message=record.message if pending else "", pending=pending)
 
     @leader_only
     def ReleaseContainers(self, request, context):
@@ -219,6 +211,8 @@ class MasterService(master_pb2_grpc.MasterServicer):
         if "am" in request.instance_ids:
             raise spec_mod.SpecError("instance_ids", "the AM's own allocation is released by the master")
         self.m.table.release(record.app_id, list(request.instance_ids))
+        self.m.book.drop(record.app_id)      # an older, larger ask must not grow it back
+        self.m.scheduling.wake()             # what was freed may be someone else's turn
         return self._app_status(self.m.table.by_id(record.app_id))
 
     @leader_only
@@ -231,6 +225,16 @@ class MasterService(master_pb2_grpc.MasterServicer):
         return self._app_status(record)
 
     # ---- helpers ----
+
+    def _target(self, record, request) -> int:
+        if request.target:
+            if not 0 < request.target <= spec_mod.MAX_INSTANCES:
+                raise spec_mod.SpecError("target", f"must be between 1 and {spec_mod.MAX_INSTANCES}")
+            return request.target
+        if not 0 < request.count <= MAX_REQUEST_COUNT:
+            raise spec_mod.SpecError("count", f"must be between 1 and {MAX_REQUEST_COUNT}")
+        with self.m.table.lock:
+            return self.m.table.index.app_held.get(record.app_id, 0) + request.count
 
     def _active(self, name: str):
         record = self.m.table.get(name)
@@ -262,6 +266,9 @@ class MasterService(master_pb2_grpc.MasterServicer):
         return out
 
     def _node_status(self, info) -> master_pb2.NodeStatus:
-        allocated = snapshot.allocated_on(info.node_id, self.m.table)
-        count = sum(1 for a in self.m.table.all_allocations() if a.node_id == info.node_id)
+        index = self.m.table.index
+        with self.m.table.lock:
+            vector = index.node_allocated.get(info.node_id)
+            count = index.node_count.get(info.node_id, 0)
+        allocated = types_pb2.Resources(**({d: int(v) for d, v in zip(DIMENSIONS, vector)} if vector is not None else {}))
         return master_pb2.NodeStatus(info=info, allocated=allocated, containers=count, alive=True)

@@ -164,26 +164,32 @@ class RegisterAMRequest(_message.Message):
     def __init__(self, app_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class ContainerRequest(_message.Message):
-    __slots__ = ("app_id", "attempt", "count", "resources", "gang")
+    __slots__ = ("app_id", "attempt", "count", "resources", "gang", "target", "wait_seconds")
     APP_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     GANG_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     app_id: str
     attempt: int
     count: int
     resources: _types_pb2.ResourceRequirements
     gang: bool
-    def __init__(self, app_id: _Optional[str] = ..., attempt: _Optional[int] = ..., count: _Optional[int] = ..., resources: _Optional[_Union[_types_pb2.ResourceRequirements, _Mapping]] = ..., gang: _Optional[bool] = ...) -> None: ...
+    target: int
+    wait_seconds: float
+    def __init__(self, app_id: _Optional[str] = ..., attempt: _Optional[int] = ..., count: _Optional[int] = ..., resources: _Optional[_Union[_types_pb2.ResourceRequirements, _Mapping]] = ..., gang: _Optional[bool] = ..., target: _Optional[int] = ..., wait_seconds: _Optional[float] = ...) -> None: ...
 
 class Grants(_message.Message):
-    __slots__ = ("allocations", "message")
+    __slots__ = ("allocations", "message", "pending")
     ALLOCATIONS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
     allocations: _containers.RepeatedCompositeFieldContainer[_types_pb2.Allocation]
     message: str
-    def __init__(self, allocations: _Optional[_Iterable[_Union[_types_pb2.Allocation, _Mapping]]] = ..., message: _Optional[str] = ...) -> None: ...
+    pending: int
+    def __init__(self, allocations: _Optional[_Iterable[_Union[_types_pb2.Allocation, _Mapping]]] = ..., message: _Optional[str] = ..., pending: _Optional[int] = ...) -> None: ...
 
 class ReleaseRequest(_message.Message):
     __slots__ = ("app_id", "attempt", "instance_ids")

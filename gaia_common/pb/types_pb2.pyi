@@ -89,7 +89,7 @@ class Port(_message.Message):
     def __init__(self, name: _Optional[str] = ..., container_port: _Optional[int] = ..., protocol: _Optional[str] = ...) -> None: ...
 
 class AppSpec(_message.Message):
-    __slots__ = ("name", "pool", "priority", "instances", "kind", "driver", "command", "image", "env", "resources", "ports", "retry_times", "migrate_times", "workdir", "network", "gang", "constraints", "gpu_model", "max_per_node", "spread_by")
+    __slots__ = ("name", "pool", "priority", "instances", "kind", "driver", "command", "image", "env", "resources", "ports", "retry_times", "migrate_times", "workdir", "network", "gang", "constraints", "gpu_model", "max_per_node", "spread_by", "max_per_domain")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +117,7 @@ class AppSpec(_message.Message):
     GPU_MODEL_FIELD_NUMBER: _ClassVar[int]
     MAX_PER_NODE_FIELD_NUMBER: _ClassVar[int]
     SPREAD_BY_FIELD_NUMBER: _ClassVar[int]
+    MAX_PER_DOMAIN_FIELD_NUMBER: _ClassVar[int]
     name: str
     pool: str
     priority: int
@@ -137,7 +138,8 @@ class AppSpec(_message.Message):
     gpu_model: str
     max_per_node: int
     spread_by: str
-    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., priority: _Optional[int] = ..., instances: _Optional[int] = ..., kind: _Optional[_Union[AppKind, str]] = ..., driver: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., retry_times: _Optional[int] = ..., migrate_times: _Optional[int] = ..., workdir: _Optional[str] = ..., network: _Optional[str] = ..., gang: _Optional[int] = ..., constraints: _Optional[_Iterable[_Union[Constraint, _Mapping]]] = ..., gpu_model: _Optional[str] = ..., max_per_node: _Optional[int] = ..., spread_by: _Optional[str] = ...) -> None: ...
+    max_per_domain: int
+    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., priority: _Optional[int] = ..., instances: _Optional[int] = ..., kind: _Optional[_Union[AppKind, str]] = ..., driver: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., retry_times: _Optional[int] = ..., migrate_times: _Optional[int] = ..., workdir: _Optional[str] = ..., network: _Optional[str] = ..., gang: _Optional[int] = ..., constraints: _Optional[_Iterable[_Union[Constraint, _Mapping]]] = ..., gpu_model: _Optional[str] = ..., max_per_node: _Optional[int] = ..., spread_by: _Optional[str] = ..., max_per_domain: _Optional[int] = ...) -> None: ...
 
 class Constraint(_message.Message):
     __slots__ = ("label", "op", "values")
@@ -192,7 +194,7 @@ class AppRecord(_message.Message):
     def __init__(self, app_id: _Optional[str] = ..., spec: _Optional[_Union[AppSpec, _Mapping]] = ..., state: _Optional[_Union[AppState, str]] = ..., message: _Optional[str] = ..., am_attempt: _Optional[int] = ..., created_unix_ms: _Optional[int] = ..., epoch: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., next_instance: _Optional[int] = ...) -> None: ...
 
 class Allocation(_message.Message):
-    __slots__ = ("app_id", "instance_id", "node_id", "node_address", "request", "is_am", "epoch", "attempt")
+    __slots__ = ("app_id", "instance_id", "node_id", "node_address", "request", "is_am", "epoch", "attempt", "gpu_indices")
     APP_ID_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -201,6 +203,7 @@ class Allocation(_message.Message):
     IS_AM_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    GPU_INDICES_FIELD_NUMBER: _ClassVar[int]
     app_id: str
     instance_id: str
     node_id: str
@@ -209,7 +212,8 @@ class Allocation(_message.Message):
     is_am: bool
     epoch: int
     attempt: int
-    def __init__(self, app_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., node_id: _Optional[str] = ..., node_address: _Optional[str] = ..., request: _Optional[_Union[Resources, _Mapping]] = ..., is_am: _Optional[bool] = ..., epoch: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
+    gpu_indices: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, app_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., node_id: _Optional[str] = ..., node_address: _Optional[str] = ..., request: _Optional[_Union[Resources, _Mapping]] = ..., is_am: _Optional[bool] = ..., epoch: _Optional[int] = ..., attempt: _Optional[int] = ..., gpu_indices: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ContainerSpec(_message.Message):
     __slots__ = ("container_id", "app_id", "app_name", "instance_id", "driver", "command", "image", "env", "resources", "ports", "host_network", "workdir", "cluster", "is_am", "priority", "namespaces")
@@ -343,7 +347,7 @@ class ServiceEndpoint(_message.Message):
     def __init__(self, app: _Optional[str] = ..., instance_id: _Optional[str] = ..., host: _Optional[str] = ..., ports: _Optional[_Mapping[str, int]] = ..., node_id: _Optional[str] = ..., container_id: _Optional[str] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("node_id", "address", "host_ip", "capacity", "labels", "registered_at", "version", "drivers", "gpu_sharing")
+    __slots__ = ("node_id", "address", "host_ip", "capacity", "labels", "registered_at", "version", "drivers", "gpu_sharing", "gpus")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -360,6 +364,7 @@ class NodeInfo(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DRIVERS_FIELD_NUMBER: _ClassVar[int]
     GPU_SHARING_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     address: str
     host_ip: str
@@ -369,7 +374,22 @@ class NodeInfo(_message.Message):
     version: str
     drivers: _containers.RepeatedScalarFieldContainer[str]
     gpu_sharing: bool
-    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., host_ip: _Optional[str] = ..., capacity: _Optional[_Union[Resources, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., registered_at: _Optional[float] = ..., version: _Optional[str] = ..., drivers: _Optional[_Iterable[str]] = ..., gpu_sharing: _Optional[bool] = ...) -> None: ...
+    gpus: _containers.RepeatedCompositeFieldContainer[Gpu]
+    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., host_ip: _Optional[str] = ..., capacity: _Optional[_Union[Resources, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., registered_at: _Optional[float] = ..., version: _Optional[str] = ..., drivers: _Optional[_Iterable[str]] = ..., gpu_sharing: _Optional[bool] = ..., gpus: _Optional[_Iterable[_Union[Gpu, _Mapping]]] = ...) -> None: ...
+
+class Gpu(_message.Message):
+    __slots__ = ("index", "model", "memory_bytes", "link_path", "uuid")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LINK_PATH_FIELD_NUMBER: _ClassVar[int]
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    model: str
+    memory_bytes: int
+    link_path: str
+    uuid: str
+    def __init__(self, index: _Optional[int] = ..., model: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., link_path: _Optional[str] = ..., uuid: _Optional[str] = ...) -> None: ...
 
 class MasterInfo(_message.Message):
     __slots__ = ("id", "address", "started_at", "epoch", "leader")

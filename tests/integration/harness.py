@@ -25,7 +25,7 @@ from gaia_node.network import hook as network_hook
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
+def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition", on_timeout=None):
     """Poll `predicate` until it returns something truthy; bounded by `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last_error = None
@@ -37,8 +37,9 @@ def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "cond
         except Exception as e:  # the system is converging; remember why it is not there yet
             last_error = e
         time.sleep(interval)
+    seen = f"; last seen: {on_timeout()}" if on_timeout is not None else ""
     raise AssertionError(f"timed out after {timeout}s waiting for {what}" +
-                         (f" (last error: {last_error})" if last_error else ""))
+                         (f" (last error: {last_error})" if last_error else "") + seen)
 
 
 class LocalCluster:

@@ -111,7 +111,7 @@ def test_failed_instance_is_restarted_up_to_retry_times(cluster, tmp_path):
 
 
 @pytest.mark.parametrize("name, extra, reason", [
-    ("boxed", "driver: docker\nimage: busybox\n", "waiting for docker capacity: no live node offers this driver"),
+    ("boxed", "driver: docker\nimage: busybox\n", "waiting for capacity: 2 of 2 pending: labels: 1 removed (no docker driver)"),
     ("huge", "command: ['true']\nresources: {request: {memory: 60Ti}}\n", "short of memory_bytes"),
 ])
 def test_pending_app_says_why(cluster, tmp_path, name, extra, reason):
@@ -119,6 +119,7 @@ def test_pending_app_says_why(cluster, tmp_path, name, extra, reason):
     spec.write_text(f"name: {name}\ninstances: 2\n{extra}")
     cluster.cli("submit", str(spec))
     status = wait_for(lambda: (lambda s: s if reason in s["app"]["message"] else None)(
-        cluster.cli_json("status", name)), 30, what=f"the reason {reason!r}")
+        cluster.cli_json("status", name)), 30,
+        what=f"the reason {reason!r}", on_timeout=lambda: cluster.cli_json("status", name)["app"]["message"])
     assert status["instances"] == []
     assert reason in cluster.cli("status", name).stdout  # the table shows it too

@@ -15,7 +15,7 @@ class Fits:
 
     def room(self, state, eq, rows) -> np.ndarray:
         if eq.dims.size == 0:
-            return np.full(len(rows), MANY, dtype=np.int64)
+            return np.full(len(state.free) if rows is None else len(rows), MANY, dtype=np.int64)
         free = state.free[:, eq.dims] if rows is None else state.free[rows[:, None], eq.dims]
         return np.maximum(free // eq.shape_dims, 0).min(axis=1)
 

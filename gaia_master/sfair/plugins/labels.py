@@ -4,6 +4,7 @@ import numpy as np
 from gaia_master.sfair.framework import FilterResult
 
 OPS = ("=", "!=", "in", "not_in", "exists", "not_exists")
+DRIVER_LABEL = "gaia.io/driver."     # the leader's label for "offers this driver"
 
 
 class NodeLabels:
@@ -14,10 +15,16 @@ class NodeLabels:
 
     def filter(self, nodes, eq) -> FilterResult:
         mask = np.ones(len(nodes), dtype=bool)
+        failing, drivers = [], []
         for c in eq.constraints:
-            mask &= _match(nodes, c)
-        reason = ", ".join(_describe(c) for c in eq.constraints)
-        return FilterResult(self.name, mask, f"labels do not match {reason}")
+            match = _match(nodes, c)
+            if not match.all():
+                (drivers if _is_driver(c) else failing).append(c)
+            mask &= match
+        reasons = [f"no {c.key[len(DRIVER_LABEL):]} driver" for c in drivers]
+        if failing:
+            reasons.append("labels do not match " + ", ".join(_describe(c) for c in failing))
+        return FilterResult(self.name, mask, "; ".join(reasons))
 
 
 def _match(nodes, c) -> np.ndarray:
@@ -33,6 +40,10 @@ def _match(nodes, c) -> np.ndarray:
         return ~np.isin(codes, wanted) if wanted else np.ones(len(codes), dtype=bool)
     # an unknown operator matches nothing: the request stays pending with this reason
     return np.zeros(len(codes), dtype=bool)
+
+
+def _is_driver(c) -> bool:
+    return c.key.startswith(DRIVER_LABEL) and c.op == "exists"
 
 
 def _describe(c) -> str:

@@ -1,0 +1,154 @@
+"""Turning a plan into durable grants: checked against the table as it is now, then written in
+batches of fenced transactions.
+
+A plan is computed outside the table's lock, so by the time it lands an app may have been
+killed, its AM replaced, or a node may have left or filled up (an AM released and re-asked).
+Like Nomad's plan applier, each request's grants are re-checked and the ones that no longer
+hold are refused (they stay pending for the next cycle); a refused gang member refuses the
+whole gang. The rest is written app by app, a gang and its app record in one transaction.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+
+from gaia_common.pb import types_pb2
+from gaia_master.app_table import TERMINAL
+from gaia_master.scheduling.index import as_vector
+from gaia_master.store import MAX_OPS_PER_TXN
+
+log = logging.getLogger(__name__)
+WAITING = "waiting for "              # messages the scheduler owns start with this
+
+
+@dataclasses.dataclass
+class Applied:
+    granted: int = 0
+    refused: int = 0                  # grants dropped by the re-check
+    written_txns: int = 0
+    messages: int = 0
+
+
+class PlanApplier:
+    def __init__(self, table, node_view, book):
+        self.table = table
+        self.node_view = node_view
+        self.book = book
+
+    def apply(self, plan, wanted: dict, version: int) -> Applied:
+        out = Applied()
+        by_request = _by_request(plan)
+        with self.table.lock:
+            stale = self.table.index.version != version
+            accepted = self._recheck(by_request, wanted, plan.node_ids, stale, out)
+            groups = self._groups(accepted, wanted, plan.pending)
+            if groups:
+                self.table.grant_batch(groups, MAX_OPS_PER_TXN)
+            out.granted = sum(len(allocs) for _, allocs, _ in groups)
+            out.messages = sum(1 for _, allocs, _ in groups if not allocs)
+        for w in wanted.values():
+            if w.is_am and w.app_id in accepted:
+                self.book.drop_am(w.app_id, w.attempt)
+        return out
+
+    # ---- the re-check ----
+
+    def _recheck(self, by_request: dict, wanted: dict, node_ids, stale: bool, out: Applied) -> dict:
+        """app_id -> [(Wanted, [(node_id, instances)])] of the requests that still hold."""
+        accepted: dict = {}
+        free: dict = {}                     # node_id -> what is left now, as grants are taken
+        for rid, placed in by_request.items():
+            w = wanted[rid]
+            nodes = [(node_ids[row], int(k)) for row, k in placed]
+            if not self._app_current(w) or not self._nodes_fit(w, nodes, free, stale):
+                out.refused += sum(k for _, k in nodes)
+                continue
+            accepted.setdefault(w.app_id, []).append((w, nodes))
+        return accepted
+
+    def _app_current(self, w) -> bool:
+        record = self.table.by_id(w.app_id)
+        if record is None or record.state in TERMINAL:
+            return False
+        if w.is_am:
+            return record.am_attempt + 1 == w.attempt
+        return record.am_attempt == w.attempt and record.next_instance <= w.first_instance
+
+    def _nodes_fit(self, w, nodes: list, free: dict, stale: bool) -> bool:
+        """Every node is still live and, if anything changed since the snapshot, still has
+        room; the room is taken only when the whole request fits (all or none per request)."""
+        shape = as_vector(w.shape)
+        need = {}
+        for node_id, k in nodes:
+            if self.node_view.node(node_id) is None:
+                return False
+            need[node_id] = need.get(node_id, 0) + k * shape
+        if not stale:
+            return True
+        for node_id, amount in need.items():
+            if node_id not in free:
+                info = self.node_view.node(node_id)
+                free[node_id] = as_vector(info.capacity) - self.table.index.node_allocated.get(node_id, 0)
+            if np.any(free[node_id] < amount):
+                return False
+        for node_id, amount in need.items():
+            free[node_id] = free[node_id] - amount
+        return True
+
+    # ---- what is written ----
+
+    def _groups(self, accepted: dict, wanted: dict, pending: dict) -> list:
+        """One group per app granted something, and one per waiting app whose reason changed."""
+        waiting = {}                         # app_id -> its first pending request's message
+        for rid, why in pending.items():
+            w = wanted.get(rid)
+            if w is not None:
+                waiting.setdefault(w.app_id, _waiting(w, why))
+        groups = [self._app_group(self.table.by_id(app_id), requests, waiting.get(app_id))
+                  for app_id, requests in accepted.items()]
+        for app_id, message in waiting.items():
+            record = self.table.by_id(app_id)
+            if app_id not in accepted and record is not None and record.state not in TERMINAL \
+                    and record.message != message:
+                groups.append((record, [], {"message": message}))
+        return groups
+
+    def _app_group(self, record, requests: list, waiting) -> tuple:
+        allocations, changes = [], {}
+        for w, nodes in requests:
+            if w.is_am:
+                node_id = nodes[0][0]
+                allocations.append(self._allocation(record, w, node_id, "am"))
+                changes.update(am_attempt=w.attempt, message=w.ask.why)
+                continue
+            instance = w.first_instance
+            for node_id, k in nodes:
+                for _ in range(k):
+                    allocations.append(self._allocation(record, w, node_id, str(instance)))
+                    instance += 1
+            changes["next_instance"] = max(changes.get("next_instance", 0), instance)
+            changes["message"] = waiting or ("" if record.message.startswith(WAITING) else record.message)
+        return record, allocations, changes
+
+    def _allocation(self, record, w, node_id: str, instance_id: str) -> types_pb2.Allocation:
+        node = self.node_view.node(node_id)
+        return types_pb2.Allocation(app_id=record.app_id, instance_id=instance_id, node_id=node_id,
+                                    node_address=node.address, request=w.shape, is_am=w.is_am,
+                                    attempt=w.attempt if w.is_am else 0)
+
+
+def _by_request(plan) -> dict:
+    """request_id -> [(node row, instances)] from the plan's chunks, without expanding them."""
+    out: dict = {}
+    for request_id, _app, _first, rows, n in plan.chunks:
+        out.setdefault(request_id, []).extend(zip(rows.tolist(), n.tolist()))
+    return out
+
+
+def _waiting(w, why: str) -> str:
+    what = "a node for the ApplicationMaster" if w.is_am else "capacity"
+    return f"{WAITING}{what}: {why}"
+
+

@@ -1,0 +1,106 @@
+"""What is granted, summed where the scheduler needs it, kept current as grants come and go.
+
+The application table calls `add` and `remove` for every allocation it stores or drops, so a
+scheduling cycle never walks the allocations (a million of them at C1M scale): it reads each
+node's allocated vector, each pool's and app's usage, and, only for the apps it places, how
+many instances each node holds. Victims for preemption are listed per pool on demand.
+"""
+from __future__ import annotations
+
+import collections
+from typing import Iterator, Mapping
+
+import numpy as np
+
+from gaia_common.pb import types_pb2
+from gaia_common.resources import DIMENSIONS
+from gaia_master.sfair.model import Running, RunningSummary
+
+D = len(DIMENSIONS)
+
+
+def as_vector(r: types_pb2.Resources) -> np.ndarray:
+    return np.array([getattr(r, d) for d in DIMENSIONS], dtype=np.int64)
+
+
+class AllocationIndex:
+    """Not thread-safe by itself: the application table mutates it under its lock, and the
+    scheduler copies what it needs under the same lock."""
+
+    def __init__(self):
+        self.clear()
+
+    def clear(self):
+        self.node_allocated: dict = {}       # node_id -> int64[D]
+        self.node_count: collections.Counter = collections.Counter()
+        self.pool_usage: dict = {}           # pool path -> int64[D]
+        self.app_usage: dict = {}            # app_id -> int64[D]
+        self.app_nodes: dict = {}            # app_id -> Counter(node_id -> instances)
+        self.app_held: collections.Counter = collections.Counter()   # app_id -> instances (not the AM)
+        self.by_pool: dict = {}              # pool -> {(app_id, instance_id): (Allocation, priority)}
+        self.version = 0                     # bumped on every change: a plan knows if it is stale
+
+    def add(self, alloc: types_pb2.Allocation, pool: str, priority: int) -> None:
+        self._apply(alloc, pool, as_vector(alloc.request), +1)
+        self.by_pool.setdefault(pool, {})[(alloc.app_id, alloc.instance_id)] = (alloc, priority)
+
+    def remove(self, alloc: types_pb2.Allocation, pool: str) -> None:
+        self._apply(alloc, pool, as_vector(alloc.request), -1)
+        self.by_pool.get(pool, {}).pop((alloc.app_id, alloc.instance_id), None)
+
+    def _apply(self, alloc, pool, vector, sign) -> None:
+        delta = sign * vector
+        for table, key in ((self.node_allocated, alloc.node_id), (self.pool_usage, pool),
+                           (self.app_usage, alloc.app_id)):
+            table[key] = table.get(key, 0) + delta
+        self.node_count[alloc.node_id] += sign
+        nodes = self.app_nodes.setdefault(alloc.app_id, collections.Counter())
+        nodes[alloc.node_id] += sign
+        if nodes[alloc.node_id] <= 0:
+            del nodes[alloc.node_id]
+        if not alloc.is_am:
+            self.app_held[alloc.app_id] += sign
+        self.version += 1
+
+    # ---- reads (call under the table's lock) ----
+
+    def allocated(self, node_ids) -> np.ndarray:
+        zero = np.zeros(D, dtype=np.int64)
+        return np.array([self.node_allocated.get(n, zero) for n in node_ids], dtype=np.int64).reshape(-1, D)
+
+    def summary(self, lock) -> RunningSummary:
+        """A copy of the sums; the per-app node lists are copied (under `lock`) only for the
+        apps the cycle places, not for every app."""
+        return RunningSummary(pool_usage=dict(self.pool_usage), app_usage=dict(self.app_usage),
+                              app_nodes=_LazyAppNodes(self.app_nodes, lock))
+
+    def running_in(self, pool: str) -> list:
+        """The containers of one pool as Sfair's Running values (preemption's candidates).
+        Instance numbers grow with every grant, so they order instances newest last."""
+        out = []
+        for (app_id, instance_id), (alloc, priority) in list(self.by_pool.get(pool, {}).items()):
+            if alloc.is_am:
+                continue  # an AM is never a victim: evicting it would stop the whole app
+            order = int(instance_id) if instance_id.isdigit() else 0
+            out.append(Running(app_id, pool, priority, alloc.node_id, as_vector(alloc.request),
+                               instance_id, float(order)))
+        return out
+
+
+class _LazyAppNodes(Mapping):
+    """app_id -> [node_id per instance], copied per app when the scheduler first asks."""
+
+    def __init__(self, counts: dict, lock):
+        self._counts = counts
+        self._lock = lock
+        self._keys = list(counts)
+
+    def __getitem__(self, app_id: str) -> list:
+        with self._lock:
+            return [n for n, k in self._counts[app_id].items() for _ in range(k)]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)

@@ -1,0 +1,161 @@
+"""The leader's state as Sfair's input: nodes as arrays, pools, usage sums and pending asks.
+
+Node arrays (capacity, labels) are rebuilt only when the set of nodes changes; what is
+allocated comes from the table's incremental index each cycle. Each pending request keeps
+a `Wanted` beside it: what the applier needs to turn its grants into Allocations, and to
+refuse them if the app moved on meanwhile.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from gaia_common.pb import types_pb2
+from gaia_master.app_table import TERMINAL
+from gaia_master.scheduling.index import as_vector
+from gaia_master.sfair import ClusterSnapshot, LabelConstraint, Nodes, PendingRequest, PoolSpec, Spread
+from gaia_master.sfair.model import UNLIMITED
+
+DRIVER_LABEL = "gaia.io/driver."      # + name: a label every node offering that driver carries
+GPU_MODEL_LABEL = "gaia.io/gpu-model"
+AM_PRIORITY = 1_000_000               # above every user band: an app without its AM runs nothing
+AM_DRIVER = "process"
+
+
+@dataclasses.dataclass
+class Wanted:
+    """One request of the snapshot as the applier sees it."""
+    app_id: str
+    attempt: int                      # AM attempt that asked (instances) or to place (AM)
+    is_am: bool
+    first_instance: int
+    count: int
+    shape: types_pb2.Resources
+    ask: object                       # the RequestBook entry, dropped once satisfied
+    gang: bool = False
+
+
+class NodeArrays:
+    """Nodes as Sfair's arrays, cached until the node set changes."""
+
+    def __init__(self):
+        self._version = None
+        self._nodes = None
+        self.infos: dict = {}
+
+    def get(self, node_view) -> Nodes:
+        version = node_view.node_version
+        if version != self._version:
+            infos = sorted(node_view.node_list(), key=lambda n: n.node_id)
+            self.infos = {n.node_id: n for n in infos}
+            self._nodes = Nodes([n.node_id for n in infos],
+                                np.array([as_vector(n.capacity) for n in infos], dtype=np.int64),
+                                labels=[_labels(n) for n in infos],
+                                gpu_models=[_gpu_model(n) for n in infos])
+            self._version = version
+        return self._nodes
+
+
+def _labels(info) -> dict:
+    labels = dict(info.labels)
+    labels.update((DRIVER_LABEL + d, "true") for d in info.drivers)
+    return labels
+
+
+def _gpu_model(info) -> str:
+    return info.labels.get(GPU_MODEL_LABEL) or (info.gpus[0].model if info.gpus else "")
+
+
+def pool_specs(pools: list) -> list:
+    """Stored Pool messages as Sfair's PoolSpecs (0 in a max: no ceiling in that dimension)."""
+    out = []
+    for p in pools:
+        guaranteed = as_vector(p.min)
+        ceiling = as_vector(p.max)
+        ceiling = np.where(ceiling > 0, ceiling, UNLIMITED)
+        if p.max_gpus:
+            share = list(types_pb2.Resources.DESCRIPTOR.fields_by_name).index("gpu_share")
+            ceiling[share] = min(int(ceiling[share]), 100 * p.max_gpus)
+        out.append(PoolSpec(p.path, p.weight or 1.0, guaranteed if guaranteed.any() else None,
+                            ceiling, tuple(p.gpu_models)))
+    return out
+
+
+def build(table, node_view, pools: list, book, arrays: NodeArrays, now: float) -> tuple:
+    """(ClusterSnapshot, {request_id: Wanted}, index version) under the table's lock."""
+    instance_asks, am_asks = book.asks()
+    with table.lock:
+        nodes = arrays.get(node_view)
+        nodes.allocated = table.index.allocated(nodes.ids)
+        summary = table.index.summary(table.lock)
+        version = table.index.version
+        pending, wanted = [], {}
+        for ask in am_asks.values():
+            _am_request(table, ask, book, pending, wanted)
+        for ask in instance_asks.values():
+            _instance_requests(table, nodes, ask, book, pending, wanted)
+    index = table.index
+    snap = ClusterSnapshot(nodes, pool_specs(pools), pending=pending, summary=summary)
+    snap.now = now
+    snap.running_in = lambda pool: _locked(table, index.running_in, pool)
+    return snap, wanted, version
+
+
+def _locked(table, fn, *args):
+    with table.lock:
+        return fn(*args)
+
+
+def _am_request(table, ask, book, pending, wanted):
+    record = table.by_id(ask.app_id)
+    if record is None or record.state in TERMINAL or record.am_attempt + 1 != ask.attempt:
+        book.drop_am(ask.app_id, ask.attempt)   # placed already, or the app is gone
+        return
+    rid = f"{ask.app_id}/am"
+    driver = LabelConstraint(DRIVER_LABEL + AM_DRIVER, "exists")
+    pending.append(PendingRequest(rid, ask.app_id, record.spec.pool, AM_PRIORITY, 1, as_vector(ask.shape),
+                                  constraints=(driver,), submitted_at=ask.since))
+    wanted[rid] = Wanted(ask.app_id, ask.attempt, True, 0, 1, ask.shape, ask)
+
+
+def _instance_requests(table, nodes, ask, book, pending, wanted):
+    record = table.by_id(ask.app_id)
+    if record is None or record.state in TERMINAL or record.am_attempt != ask.attempt:
+        book.drop_instances(ask.app_id, ask)   # the app or its AM attempt is gone
+        return
+    held = table.index.app_held.get(ask.app_id, 0)
+    want = ask.target - held
+    if want <= 0:
+        book.drop_instances(ask.app_id, ask)
+        return
+    spec = record.spec
+    base = dict(app=ask.app_id, pool=spec.pool, priority=spec.priority, shape=as_vector(ask.shape),
+                constraints=_constraints(spec), gpu_models=(spec.gpu_model,) if spec.gpu_model else (),
+                spread=_spread(spec, nodes, ask.target), submitted_at=ask.since)
+    first = record.next_instance
+    parts = [(want, False)]
+    if ask.gang and held == 0 and spec.gang:   # the first `gang` instances: all or none
+        parts = [(spec.gang, True)] + ([(want - spec.gang, False)] if want > spec.gang else [])
+    for i, (count, gang) in enumerate(parts):
+        rid = f"{ask.app_id}/{i}"
+        pending.append(PendingRequest(rid, count=count, gang=gang, first_instance=first, **base))
+        wanted[rid] = Wanted(ask.app_id, ask.attempt, False, first, count, ask.shape, ask, gang)
+        first += count
+
+
+def _constraints(spec) -> tuple:
+    out = [LabelConstraint(c.label, c.op, tuple(c.values)) for c in spec.constraints]
+    out.append(LabelConstraint(DRIVER_LABEL + spec.driver, "exists"))
+    return tuple(out)
+
+
+def _spread(spec, nodes: Nodes, target: int):
+    if not spec.max_per_node and not spec.spread_by:
+        return None
+    per_domain = None
+    if spec.spread_by:
+        domains = len(nodes.label_codes(spec.spread_by)[1])
+        per_domain = spec.max_per_domain or max(1, math.ceil(target / max(domains, 1)))
+    return Spread(spec.max_per_node or None, spec.spread_by or None, per_domain)
