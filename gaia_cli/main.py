@@ -45,6 +45,7 @@ COMMANDS = [
     # benchmarks
     ("bench failover", bench.failover),
     ("bench node", bench.node),
+    ("bench scheduler", bench.scheduler),
 ]
 
 GROUP_HELP = {

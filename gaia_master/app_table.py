@@ -4,6 +4,7 @@ Only the leader writes apps/ and allocations/, so while it leads its memory is t
 a new leader reloads both from etcd before it answers anything. Every change goes to etcd
 first (fenced) and into memory only once committed.
 """
+import queue
 import secrets
 import threading
 import time
@@ -154,14 +155,52 @@ class AppTable:
     def grant_batch(self, groups: list, max_ops: int) -> list:
         """Store many apps' grants in as few fenced transactions as fit `max_ops` each.
 
-        `groups`: (record, allocations, record_changes) per app, already checked by the caller
-        (under this lock). A group's allocations and app record share one transaction when
+        `groups`: (record, allocations, record_changes, vector) per app, already checked by the
+        caller (under this lock); `vector` is the allocations' common request as an array
+        (None when they differ). A group's allocations and app record share one transaction when
         they fit in one, so a gang is never visible half granted (the caller keeps gangs within
         one); a larger group is split, its app record (next_instance) going first. Returns
-        the records written."""
+        the records written.
+
+        Transactions are committed one at a time, in order, by a writer thread while this
+        thread serialises the next one: the Python work hides behind etcd's round trips. The
+        writer updates memory after each commit; the caller holds the table's lock all along,
+        so nobody else looks in between."""
+        written, failed = [], []
+        txns = queue.Queue(maxsize=2)
+
+        def writer():
+            for ops, done in iter(txns.get, None):
+                if failed:
+                    continue   # drain: nothing after a failed transaction is written
+                try:
+                    self.store.commit(ops)
+                except Exception as e:  # NotLeader, or an unknown outcome: the caller sees it
+                    failed.append(e)
+                    continue
+                for new, allocations, vector in done:
+                    self._remember(new, allocations, vector)
+                    written.append(new)
+
+        thread = threading.Thread(target=writer, name="grant-writer", daemon=True)
+        thread.start()
+        try:
+            for txn in self._transactions(groups, max_ops):
+                if failed:
+                    break
+                txns.put(txn)
+        finally:
+            txns.put(None)
+            thread.join()
+        if failed:
+            raise failed[0]
+        return written
+
+    def _transactions(self, groups: list, max_ops: int):
+        """(ops, [(new record, its allocations in these ops, vector)]) per transaction."""
         epoch = self.store.election.epoch
-        txns, ops, pending = [], [], []
-        for record, allocations, changes in groups:
+        ops, pending = [], []
+        for record, allocations, changes, vector in groups:
             new = types_pb2.AppRecord()
             new.CopyFrom(record)
             for field, value in changes.items():
@@ -172,35 +211,35 @@ class AppTable:
             group = [self.store.put(self.keys.app(new.spec.name), new)]
             group += [self.store.put(self.keys.allocation(a.app_id, a.instance_id), a) for a in allocations]
             if ops and len(ops) + len(group) > max_ops:
-                txns.append((ops, pending))
+                yield ops, pending
                 ops, pending = [], []
             done = 0   # a group larger than a transaction is split; each part is remembered
             while len(group) > max_ops:
-                txns.append((group[:max_ops], [(new, allocations[done:done + max_ops - (done == 0)])]))
+                yield group[:max_ops], [(new, allocations[done:done + max_ops - (done == 0)], vector)]
                 done += max_ops - (done == 0)
                 group = group[max_ops:]
             ops.extend(group)
-            pending.append((new, allocations[done:]))
+            pending.append((new, allocations[done:], vector))
         if ops:
-            txns.append((ops, pending))
-        written = []
-        for ops, done in txns:
-            self.store.commit(ops)
-            for new, allocations in done:
-                self._remember(new, allocations)
-                written.append(new)
-        return written
+            yield ops, pending
 
-    def _remember(self, new, allocations):
-        """Memory follows a committed write: the record, its allocations, the index."""
+    def _remember(self, new, allocations, vector=None):
+        """Memory follows a committed write: the record, its allocations, the index.
+        `vector`: the allocations' common request as an array, when they are new grants."""
         self.apps[new.spec.name] = new
         by_app = self.allocations.setdefault(new.app_id, {})
+        fresh = []
         for a in allocations:
             old = by_app.get(a.instance_id)
             if old is not None:
                 self.index.remove(old, new.spec.pool)
             by_app[a.instance_id] = a
-            self.index.add(a, new.spec.pool, new.spec.priority)
+            if vector is None or old is not None:
+                self.index.add(a, new.spec.pool, new.spec.priority)
+            else:
+                fresh.append(a)
+        if fresh:
+            self.index.add_granted(fresh, new.spec.pool, new.spec.priority, vector)
 
     def release(self, app_id: str, instance_ids: list):
         with self.lock:

@@ -197,7 +197,8 @@ class MasterService(master_pb2_grpc.MasterServicer):
         mark = self.m.book.mark()
         self.m.book.ask_instances(record.app_id, record.am_attempt, target, shape, request.gang)
         self.m.scheduling.wake()
-        self.m.book.wait_cycle(mark, min(request.wait_seconds or 1.0, 5.0))
+        if request.wait_seconds > 0:
+            self.m.book.wait_cycle(mark, min(request.wait_seconds, 5.0))
         record = self.m.table.by_id(record.app_id)
         allocations = self.m.table.app_allocations(record.app_id)
         grants = [a for i, a in sorted(allocations.items(), key=lambda kv: instance_order(kv[0]))

@@ -39,3 +39,23 @@ def node(sections, fmt):
     bandwidth and disk IO accuracy per limit."""
     figures = entry_point("gaia_cli.bench.node")(sections=list(sections) or None)
     emit(fmt, figures, lambda f: render_fields(_flatten(f)))
+
+
+@click.command()
+@click.option("--nodes", type=click.IntRange(min=10), default=1000, show_default=True, help="Hollow nodes.")
+@click.option("--pools", type=click.IntRange(min=1), default=100, show_default=True, help="Resource pools (a two-level tree).")
+@click.option("--workload", type=click.Choice(["c1m", "mixed"]), default="c1m", show_default=True,
+              help="c1m: apps of --instances identical instances, at most 2 per node; mixed: single instances of random shapes.")
+@click.option("--instances", type=click.IntRange(min=1), default=1000, show_default=True, help="Instances per c1m app.")
+@click.option("--demand", type=click.FloatRange(min=0.01), default=1.25, show_default=True,
+              help="Total ask as a multiple of the cluster's cpu (above 1 saturates it).")
+@click.option("--churn", type=click.IntRange(min=1), default=None, help="Hollow nodes that leave (and as many join) mid-run. Default: 2%.")
+@click.option("--node-cpu", type=click.IntRange(min=1), default=32, show_default=True, help="Cores per hollow node.")
+@click.option("--max-apps", type=click.IntRange(min=1), default=20000, show_default=True, help="At most this many apps.")
+@output_option
+def scheduler(nodes, pools, workload, instances, demand, churn, node_cpu, max_apps, fmt):
+    """Sfair on a real leader and etcd with hollow nodes: placements/s (scheduler only, end to end,
+    the etcd ceiling), decision latency, utilisation, DRF deviation; every grant checked from etcd."""
+    figures = entry_point("gaia_cli.bench.scheduler")(nodes=nodes, pools=pools, workload=workload, instances=instances,
+                                                       demand=demand, churn=churn, node_cpu=node_cpu, max_apps=max_apps)
+    emit(fmt, figures, lambda f: render_fields(_flatten(f)))

@@ -36,9 +36,11 @@ class PlanApplier:
         self.table = table
         self.node_view = node_view
         self.book = book
+        self._addresses: dict = {}
 
     def apply(self, plan, wanted: dict, version: int) -> Applied:
         out = Applied()
+        self._addresses = {}
         by_request = _by_request(plan)
         with self.table.lock:
             stale = self.table.index.version != version
@@ -46,8 +48,8 @@ class PlanApplier:
             groups = self._groups(accepted, wanted, plan.pending)
             if groups:
                 self.table.grant_batch(groups, MAX_OPS_PER_TXN)
-            out.granted = sum(len(allocs) for _, allocs, _ in groups)
-            out.messages = sum(1 for _, allocs, _ in groups if not allocs)
+            out.granted = sum(len(g[1]) for g in groups)
+            out.messages = sum(1 for g in groups if not g[1])
         for w in wanted.values():
             if w.is_am and w.app_id in accepted:
                 self.book.drop_am(w.app_id, w.attempt)
@@ -79,14 +81,15 @@ class PlanApplier:
     def _nodes_fit(self, w, nodes: list, free: dict, stale: bool) -> bool:
         """Every node is still live and, if anything changed since the snapshot, still has
         room; the room is taken only when the whole request fits (all or none per request)."""
+        for node_id, _ in nodes:
+            if self._address(node_id) is None:
+                return False
+        if not stale:
+            return True
         shape = as_vector(w.shape)
         need = {}
         for node_id, k in nodes:
-            if self.node_view.node(node_id) is None:
-                return False
             need[node_id] = need.get(node_id, 0) + k * shape
-        if not stale:
-            return True
         for node_id, amount in need.items():
             if node_id not in free:
                 info = self.node_view.node(node_id)
@@ -112,31 +115,41 @@ class PlanApplier:
             record = self.table.by_id(app_id)
             if app_id not in accepted and record is not None and record.state not in TERMINAL \
                     and record.message != message:
-                groups.append((record, [], {"message": message}))
+                groups.append((record, [], {"message": message}, None))
         return groups
 
     def _app_group(self, record, requests: list, waiting) -> tuple:
+        """(record, allocations, record changes, their common request as a vector)."""
         allocations, changes = [], {}
         for w, nodes in requests:
             if w.is_am:
-                node_id = nodes[0][0]
-                allocations.append(self._allocation(record, w, node_id, "am"))
+                allocations.append(self._allocation(record, w, nodes[0][0], "am"))
                 changes.update(am_attempt=w.attempt, message=w.ask.why)
                 continue
             instance = w.first_instance
             for node_id, k in nodes:
+                template = self._allocation(record, w, node_id, "")
                 for _ in range(k):
-                    allocations.append(self._allocation(record, w, node_id, str(instance)))
+                    alloc = types_pb2.Allocation()
+                    alloc.CopyFrom(template)
+                    alloc.instance_id = str(instance)
+                    allocations.append(alloc)
                     instance += 1
             changes["next_instance"] = max(changes.get("next_instance", 0), instance)
             changes["message"] = waiting or ("" if record.message.startswith(WAITING) else record.message)
-        return record, allocations, changes
+        return record, allocations, changes, as_vector(requests[0][0].shape)
 
     def _allocation(self, record, w, node_id: str, instance_id: str) -> types_pb2.Allocation:
-        node = self.node_view.node(node_id)
         return types_pb2.Allocation(app_id=record.app_id, instance_id=instance_id, node_id=node_id,
-                                    node_address=node.address, request=w.shape, is_am=w.is_am,
+                                    node_address=self._address(node_id), request=w.shape, is_am=w.is_am,
                                     attempt=w.attempt if w.is_am else 0)
+
+    def _address(self, node_id: str):
+        """The live node's address (None: it left), looked up once per apply."""
+        if node_id not in self._addresses:
+            node = self.node_view.node(node_id)
+            self._addresses[node_id] = node.address if node is not None else None
+        return self._addresses[node_id]
 
 
 def _by_request(plan) -> dict:

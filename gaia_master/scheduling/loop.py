@@ -18,6 +18,27 @@ from gaia_master.store import NotLeader
 log = logging.getLogger(__name__)
 
 
+class Totals:
+    """Figures summed over cycles since the last reset (what `gaia bench scheduler` reads)."""
+
+    def __init__(self):
+        self.cycles = self.placed = self.granted = self.refused = 0
+        self.snapshot_s = self.schedule_s = self.apply_s = 0.0
+        self.first_grant_at = self.last_grant_at = None     # perf_counter of the commits
+        self.decisions_s: list = []          # per request: cycle start to its decision
+
+    def add(self, last: dict, stats: dict, now: float) -> None:
+        self.cycles += 1
+        for key in ("placed", "granted", "refused", "snapshot_s", "schedule_s", "apply_s"):
+            setattr(self, key, getattr(self, key) + last[key])
+        if last["granted"]:
+            self.first_grant_at = self.first_grant_at or now - last["apply_s"]
+            self.last_grant_at = now
+        done = stats.get("request_done_at_s", [])
+        self.decisions_s.extend(last["snapshot_s"] + d for d in done if d > 0)
+        del self.decisions_s[:-100_000]      # bounded: the newest decisions only
+
+
 class SchedulingLoop:
     def __init__(self, master, interval: float = 1.0, config: SfairConfig = None):
         self.m = master
@@ -27,6 +48,7 @@ class SchedulingLoop:
         self._arrays = snapshot.NodeArrays()
         self.applier = PlanApplier(master.table, master.node_view, master.book)
         self.last: dict = {}                 # the last cycle's figures (gaia bench, logs)
+        self.totals = Totals()
 
     def wake(self):
         self._wake.set()
@@ -63,6 +85,7 @@ class SchedulingLoop:
             self.last = {"snapshot_s": t1 - t0, "schedule_s": t2 - t1, "apply_s": t3 - t2,
                          "requests": len(snap.pending), "placed": plan.count, "granted": applied.granted,
                          "refused": applied.refused, "pending": len(plan.pending)}
+            self.totals.add(self.last, plan.stats, t3)
             if applied.granted:
                 self.m.reconciler.wake()     # AMs granted a node are started by the next pass
             if plan.stats.get("out_of_time"):

@@ -1,0 +1,307 @@
+"""`gaia bench scheduler`: Sfair on a real leader, real etcd and hollow nodes, checked afterwards.
+
+One run, on a private etcd:
+  1. a master (in this process, so its scheduling loop's own figures can be read), hollow
+     nodes in separate processes (`gaia node run --hollow`), a tree of pools;
+  2. apps submitted through the API; their AMs are placed by Sfair on hollow nodes; then this
+     process plays every AM: one RequestContainers per app (its whole target), all at once;
+  3. while the leader works, node churn: one hollow fleet leaves and another joins;
+  4. when nothing more is granted: the raw throughput of the same batched fenced etcd
+     transactions (the ceiling), then the independent checker (grant_check.py) reads every
+     grant back from etcd and verifies it. Placement figures count accepted grants only.
+
+Workloads: `c1m` (apps of --instances identical instances, at most 2 per node, several
+shapes, some with a label constraint) and `mixed` (single-instance apps of random shapes).
+Demand is --demand times the cluster's capacity, so the run saturates it.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+import yaml
+
+from gaia_common.client import MasterClient
+from gaia_common.config import MasterConfig
+from gaia_common.etcd import EtcdServer, connect
+from gaia_common.pb import master_pb2, types_pb2
+from gaia_cli.bench import grant_check
+from gaia_cli.bench.stats import percentiles
+
+CLUSTER = "bench-sched"
+C1M_SHAPES = [(500, 1), (1000, 2), (2000, 4), (4000, 8)]          # (millicores, GiB)
+GIB = 1 << 30
+
+
+def run(nodes: int = 1000, pools: int = 100, workload: str = "c1m", instances: int = 1000,
+        demand: float = 1.25, churn: int = None, node_cpu: int = 32, node_memory_gib: int = 128,
+        seed: int = 1, settle_s: float = 3.0, max_apps: int = 20000) -> dict:
+    rng = random.Random(seed)
+    churn = max(1, nodes // 50) if churn is None else churn
+    with tempfile.TemporaryDirectory(prefix="gaia-bench-sched-") as work, _cluster(work, nodes, churn, node_cpu,
+                                                                                node_memory_gib) as c:
+        leaves = _pools(c.client, pools, rng)
+        apps = _apps(workload, nodes * node_cpu * 1000, demand, instances, leaves, rng, max_apps)
+        _submit(c, apps)
+        return _measure(c, apps, rng, settle_s)
+
+
+# ---- the cluster ----
+
+class _Cluster:
+    def __init__(self, work, etcd, master, client, fleets):
+        self.work, self.etcd, self.master, self.client, self.fleets = work, etcd, master, client, fleets
+
+
+@contextlib.contextmanager
+def _cluster(work: str, nodes: int, churn: int, cpu: int, memory_gib: int):
+    from gaia_master.main import Master   # the leader runs here: its loop's figures are read directly
+    os.makedirs(f"{work}/etcd")
+    etcd = EtcdServer(data_dir=f"{work}/etcd", name="bench").start()
+    master = client = None
+    fleets = {}
+    try:
+        master = Master(MasterConfig(cluster=CLUSTER, etcd=[etcd.endpoint], lease_ttl=5)).start()
+        client = MasterClient(CLUSTER, etcd_endpoints=[etcd.endpoint], retry_for=30)
+        capacity = {"cpu": str(cpu), "memory": f"{memory_gib}Gi"}
+        fleets["main"] = _hollow(work, etcd.endpoint, "main", nodes - churn, capacity)
+        fleets["leaving"] = _hollow(work, etcd.endpoint, "leaving", churn, capacity)
+        _wait(lambda: len(master.node_view.nodes) >= nodes, 120, "hollow nodes to register")
+        yield _Cluster(work, etcd, master, client, fleets)
+    finally:
+        for proc in fleets.values():
+            proc.terminate()
+        for proc in fleets.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
+        if client is not None:
+            client.close()
+        if master is not None:
+            master.stop()
+        etcd.stop()
+
+
+def _hollow(work: str, endpoint: str, name: str, count: int, capacity: dict) -> subprocess.Popen:
+    path = f"{work}/{name}.yaml"
+    with open(path, "w") as f:
+        yaml.safe_dump({"cluster": CLUSTER, "etcd": [endpoint], "id": name, "lease_ttl": 10,
+                        "labels": {"rack": "r{i/40}", "zone": "z{i%4}"}, "capacity": capacity}, f)
+    return subprocess.Popen([sys.executable, "-m", "gaia_cli", "node", "run", "--config", path,
+                             "--hollow", str(count)],
+                            stdout=open(f"{work}/{name}.log", "ab"), stderr=subprocess.STDOUT,
+                            env=dict(os.environ, GAIA_LOG_LEVEL="WARNING"))
+
+
+def _pools(client, count: int, rng) -> list:
+    """A two-level tree: ~sqrt(count) groups of leaves, random weights 1-4. Returns the leaves."""
+    groups = max(1, int(math.sqrt(count)))
+    leaves = []
+    for g in range(groups):
+        client.call("CreatePool", master_pb2.PoolRequest(pool=types_pb2.Pool(path=f"g{g}", weight=rng.randint(1, 4))))
+    for i in range(count - groups):
+        path = f"g{i % groups}/p{i}"
+        client.call("CreatePool", master_pb2.PoolRequest(pool=types_pb2.Pool(path=path, weight=rng.randint(1, 4))))
+        leaves.append(path)
+    return leaves or [f"g{g}" for g in range(groups)]
+
+
+# ---- the workload ----
+
+def _apps(workload: str, cluster_millis: int, demand: float, instances: int, leaves: list, rng,
+          max_apps: int) -> list:
+    """AppSpecs whose requests add up to `demand` x the cluster's cpu."""
+    out, asked, i = [], 0, 0
+    while asked < demand * cluster_millis and len(out) < max_apps:
+        spec = _c1m_app(i, instances, leaves, rng) if workload == "c1m" else _mixed_app(i, leaves, rng)
+        asked += spec.instances * spec.resources.request.cpu_millis
+        out.append(spec)
+        i += 1
+    return out
+
+
+def _c1m_app(i: int, instances: int, leaves: list, rng) -> types_pb2.AppSpec:
+    millis, gib = C1M_SHAPES[i % len(C1M_SHAPES)]
+    spec = _spec(f"c{i}", leaves[i % len(leaves)], instances, millis, gib * GIB)
+    spec.max_per_node = 2
+    if i % 3 == 0:
+        spec.constraints.add(label="zone", op="!=", values=["z3"])
+    return spec
+
+
+def _mixed_app(i: int, leaves: list, rng) -> types_pb2.AppSpec:
+    millis = rng.choice([250, 500, 1000, 2000, 4000, 8000])
+    return _spec(f"m{i}", rng.choice(leaves), 1, millis, int(millis / 1000 * rng.choice([1, 2, 4])) * GIB // 2)
+
+
+def _spec(name, pool, instances, millis, memory) -> types_pb2.AppSpec:
+    spec = types_pb2.AppSpec(name=name, pool=pool, instances=instances, kind=types_pb2.APP_KIND_SERVICE,
+                             driver="process", command=["sleep", "infinity"])
+    spec.resources.request.cpu_millis = millis
+    spec.resources.request.memory_bytes = memory
+    return spec
+
+
+def _submit(c: _Cluster, apps: list) -> None:
+    for spec in apps:
+        c.client.call("SubmitApp", master_pb2.SubmitAppRequest(spec=spec, idempotency_key=spec.name))
+    table = c.master.table
+    _wait(lambda: all(table.apps[s.name].am_attempt > 0 for s in apps), 300, "every AM to be placed")
+
+
+# ---- the measured run ----
+
+def _measure(c: _Cluster, apps: list, rng, settle_s: float) -> dict:
+    loop, table = c.master.scheduling, c.master.table
+    procs = {"etcd": psutil.Process(c.etcd.proc.pid), "hollow": [psutil.Process(p.pid) for p in c.fleets.values()],
+             "master+bench": psutil.Process()}
+    cpu0 = _cpu(procs)
+    for spec in apps:   # each app's AM registers, as a real one would, before the clock starts
+        record = table.apps[spec.name]
+        c.client.call("RegisterAM", master_pb2.RegisterAMRequest(app_id=record.app_id, attempt=record.am_attempt))
+    # Every AM's ask lands in the leader's queue at once (what the RequestContainers handler
+    # does for each), so the run starts from the whole demand: fairness at saturation is
+    # only defined when every pool's demand is known.
+    loop.totals.__init__()
+    t0 = time.perf_counter()
+    for spec in apps:
+        record = table.apps[spec.name]
+        c.master.book.ask_instances(record.app_id, record.am_attempt, spec.instances, spec.resources.request,
+                                    gang=False)
+    loop.wake()
+    asked_s = time.perf_counter() - t0
+    _churn(c)
+    _wait_quiet(loop, settle_s)
+    elapsed = (loop.totals.last_grant_at or time.perf_counter()) - t0
+    cpu = {k: v / max(elapsed, 1e-9) for k, v in _cpu_delta(procs, cpu0).items()}
+    totals = loop.totals
+    ceiling = _etcd_ceiling(c, max(totals.granted, 1000))
+    grants = grant_check.read_grants(c.master.etcd, CLUSTER)
+    report = grant_check.check(grants, _demand(apps))
+    return _figures(apps, totals, elapsed, asked_s, ceiling, report, cpu, _utilisation(grants))
+
+
+def _churn(c: _Cluster) -> None:
+    """One fleet leaves (its grants are refused or left on departed nodes) and one joins."""
+    leaving = c.fleets.pop("leaving")
+    leaving.kill()
+    count = sum(1 for n in c.master.node_view.node_list() if "-leaving-" in n.node_id) or 1
+    c.fleets["joining"] = _hollow(c.work, c.etcd.endpoint, "joining", count,
+                                  {"cpu": "32", "memory": "128Gi"})
+
+
+def _wait_quiet(loop, settle_s: float, limit_s: float = 600) -> None:
+    """Until no grant for `settle_s` seconds (demand exceeds capacity: it saturates)."""
+    deadline = time.monotonic() + limit_s
+    seen, quiet_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        if loop.totals.granted != seen:
+            seen, quiet_since = loop.totals.granted, time.monotonic()
+        elif time.monotonic() - quiet_since > settle_s:
+            return
+
+
+def _etcd_ceiling(c: _Cluster, puts: int) -> dict:
+    """The same fenced batches of Allocation-sized puts, written straight to etcd by the
+    leader's store, with nothing else to do: what end to end could reach at most."""
+    from gaia_master.store import MAX_OPS_PER_TXN
+    store = c.master.store
+    alloc = types_pb2.Allocation(app_id="ceiling-00000000", node_id="main-hollow-0", node_address="127.0.0.1:1",
+                                 request=types_pb2.Resources(cpu_millis=1000, memory_bytes=2 * GIB), epoch=1)
+    prefix = c.master.keys.root + "bench-ceiling/"
+    t0 = time.perf_counter()
+    for start in range(0, puts, MAX_OPS_PER_TXN):
+        store.commit([store.put(f"{prefix}{i}", alloc) for i in range(start, min(puts, start + MAX_OPS_PER_TXN))])
+    elapsed = time.perf_counter() - t0
+    c.master.etcd.delete_prefix(prefix)
+    return {"puts": puts, "per_txn": MAX_OPS_PER_TXN, "puts_per_s": round(puts / elapsed)}
+
+
+def _demand(apps: list) -> dict:
+    out: dict = {}
+    for spec in apps:
+        r = spec.resources.request
+        d = out.setdefault(spec.pool, {"cpu_millis": 0, "memory_bytes": 0})
+        d["cpu_millis"] += spec.instances * r.cpu_millis
+        d["memory_bytes"] += spec.instances * r.memory_bytes
+    return out
+
+
+def _figures(apps, totals, elapsed, asked_s, ceiling, report, cpu, utilisation) -> dict:
+    accepted = report.accepted
+    # the leader's pipeline while it has a backlog: snapshot, decide, re-check, write, per
+    # second of cycle time (the wall clock also holds the idle waits for churned nodes)
+    busy = totals.snapshot_s + totals.schedule_s + totals.apply_s
+    end_to_end = min(accepted, totals.granted) / busy if busy > 0 else 0.0
+    drf = [row for row in report.drf if row.within is not None]
+    worst = max(drf, key=lambda r: abs(r.deviation) - r.tolerance, default=None)
+    return {
+        "workload": {"apps": len(apps), "instances_asked": sum(s.instances for s in apps),
+                     "nodes": report.nodes, "pools": report.pools, "asks_sent_s": round(asked_s, 2)},
+        "placements": {"granted": totals.granted, "accepted_by_checker": accepted,
+                       "violations": len(report.violations), "on_departed_nodes": report.on_departed_nodes,
+                       "refused_by_recheck": totals.refused},
+        "scheduler_only_per_s": round(totals.placed / totals.schedule_s) if totals.schedule_s else None,
+        "end_to_end_per_s": round(end_to_end),
+        "wall_clock": {"first_ask_to_last_grant_s": round(elapsed, 2),
+                       "per_s": round(accepted / elapsed) if elapsed > 0 else None},
+        "etcd_ceiling_per_s": ceiling["puts_per_s"],
+        "end_to_end_vs_ceiling": round(end_to_end / ceiling["puts_per_s"], 3) if ceiling["puts_per_s"] else None,
+        "decision_latency_ms": {k: (v * 1000 if isinstance(v, float) else v)
+                                for k, v in percentiles(totals.decisions_s).items()},
+        "cycles": {"count": totals.cycles, "snapshot_s": round(totals.snapshot_s, 2),
+                   "schedule_s": round(totals.schedule_s, 2), "apply_s": round(totals.apply_s, 2)},
+        "utilisation": utilisation,
+        "drf": {"pools_checked": len(drf), "within_tolerance": sum(1 for r in drf if r.within),
+                "worst_pool": worst.path if worst else None,
+                "worst_deviation": round(worst.deviation, 4) if worst else None,
+                "worst_tolerance": round(worst.tolerance, 4) if worst else None},
+        "cpu_cores": {k: round(v, 2) for k, v in cpu.items()},
+        "violations_sample": report.violations[:5],
+    }
+
+
+def _utilisation(grants) -> dict:
+    """Granted / capacity of the live nodes, per dimension the workload asks for."""
+    out = {}
+    for dim in ("cpu_millis", "memory_bytes"):
+        capacity = sum(getattr(n.capacity, dim) for n in grants.nodes.values())
+        used = sum(getattr(a.request, dim) for a in grants.allocations if a.node_id in grants.nodes)
+        out[dim] = round(used / capacity, 4) if capacity else None
+    return out
+
+
+def _cpu(procs: dict) -> dict:
+    out = {}
+    for name, p in procs.items():
+        out[name] = sum(_proc_cpu(q) for q in (p if isinstance(p, list) else [p]))
+    return out
+
+
+def _proc_cpu(p) -> float:
+    try:
+        t = p.cpu_times()
+        return t.user + t.system
+    except psutil.Error:
+        return 0.0
+
+
+def _cpu_delta(procs: dict, before: dict) -> dict:
+    now = _cpu(procs)
+    return {k: now[k] - before[k] for k in now}
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"bench scheduler: timed out after {timeout:.0f}s waiting for {what}")
