@@ -66,6 +66,9 @@ class NodeConfig:
     memory_reclaim_target: float = 0.90
     memory_psi_threshold: float = 10.0
     memory_reclaim_interval: float = 0.5
+    # GPUs the node offers, each {model, memory, link_path} (gaia_node/gpus.py): declared here
+    # until NVML discovery (the vCUDA work) fills it in; they set the gpu capacity too.
+    gpus: list = dataclasses.field(default_factory=list)
 
 
 def load_daemon_config(cls, path: str = None, overrides: dict = None):

@@ -13,6 +13,7 @@ from gaia_common import quantity
 from gaia_common.config import ConfigError
 from gaia_common.pb import types_pb2
 from gaia_common.spec import RESOURCE_FIELDS
+from gaia_node import gpus
 from gaia_node.isolation import disk
 
 
@@ -53,8 +54,10 @@ def with_overrides(capacity: types_pb2.Resources, overrides: dict) -> types_pb2.
 
 
 def node_info(cfg, node_id: str, address: str, drivers) -> types_pb2.NodeInfo:
+    devices = gpus.declared(cfg.gpus)
+    capacity = with_overrides(measured(cfg.state_dir, cfg.disk_pressure_free), cfg.capacity)
     return types_pb2.NodeInfo(
         node_id=node_id, address=address, host_ip=cfg.host_ip,
-        capacity=with_overrides(measured(cfg.state_dir, cfg.disk_pressure_free), cfg.capacity),
+        capacity=gpus.with_gpus(capacity, devices, cfg.capacity), gpus=devices,
         labels={str(k): str(v) for k, v in (cfg.labels or {}).items()},
         registered_at=time.time(), version=gaia_common.__version__, drivers=sorted(drivers))

@@ -18,7 +18,7 @@ from gaia_common.config import ConfigError, default_id
 from gaia_common.keys import Keys
 from gaia_common.masters import current_epoch
 from gaia_common.pb import node_pb2, node_pb2_grpc, types_pb2
-from gaia_node import publish
+from gaia_node import gpus, publish
 from gaia_node.agent import advertised
 from gaia_node.capacity import with_overrides
 from gaia_node.containers import TERMINAL, NotFound
@@ -102,14 +102,16 @@ class HollowFleet:
         cfg = self.cfg
         self.server = rpc.make_server(max_workers=16)
         self.address = advertised(cfg, rpc.bind(self.server, cfg.listen))
-        capacity = with_overrides(with_overrides(types_pb2.Resources(), DEFAULT_CAPACITY), cfg.capacity)
+        devices = gpus.declared(cfg.gpus)
+        capacity = gpus.with_gpus(with_overrides(with_overrides(types_pb2.Resources(), DEFAULT_CAPACITY),
+                                                 cfg.capacity), devices, cfg.capacity)
         base = cfg.id or default_id()
         now = time.time()
         for i in range(self.count):
             labels = {str(k): label_value(v, i) for k, v in (cfg.labels or {}).items()}
             labels.setdefault("gaia.hollow", "true")
             info = types_pb2.NodeInfo(node_id=f"{base}-hollow-{i}", address=self.address, host_ip=cfg.host_ip,
-                                      capacity=capacity, labels=labels, registered_at=now,
+                                      capacity=capacity, labels=labels, registered_at=now, gpus=devices,
                                       version=gaia_common.__version__, drivers=sorted(self.drivers))
             self.nodes[info.node_id] = HollowNode(i, info, self.keys)
         self.epoch = EpochGuard(lambda: current_epoch(self.etcd, self.keys), errors=ETCD_ERRORS)
