@@ -27,7 +27,7 @@ class NodeView:
         self.revision = 0
         self.node_version = 0  # bumped whenever a node joins, changes or leaves
         self.broken = True
-        self._watch_id = None
+        self._watch_ids = []
         self._tables = (
             (keys.nodes, types_pb2.NodeInfo, self._put_node, self._del_node),
             (keys.containers, types_pb2.ContainerStatus, self._put_container, self._del_container),
@@ -38,7 +38,7 @@ class NodeView:
 
     def sync(self):
         """(Re)load everything and follow changes; call again whenever `broken` is set."""
-        if self._watch_id is not None:
+        if self._watch_ids:
             self._cancel()
         with self.lock:
             self.nodes, self.containers, self.services = {}, {}, {}
@@ -50,19 +50,22 @@ class NodeView:
                 for kv in response.kvs:
                     put(kv.key.decode()[len(prefix):], _decode(cls, kv.value))
             self.revision = revision
-        self._watch_id = self.etcd.add_watch_prefix_callback(self.keys.root, self._on_watch,
-                                                             start_revision=revision + 1)
+        # one watch per table, not the cluster's root: the leader's own grants (a million
+        # allocation keys) would otherwise stream back to every master
+        self._watch_ids = [self.etcd.add_watch_prefix_callback(prefix, self._on_watch, start_revision=revision + 1)
+                           for prefix, *_ in self._tables]
         self.broken = False
 
     def close(self):
         self._cancel()
 
     def _cancel(self):
-        try:
-            self.etcd.cancel_watch(self._watch_id)
-        except Exception:
-            pass
-        self._watch_id = None
+        for watch_id in self._watch_ids:
+            try:
+                self.etcd.cancel_watch(watch_id)
+            except Exception:
+                pass
+        self._watch_ids = []
 
     def _on_watch(self, response):
         if isinstance(response, Exception):
@@ -72,6 +75,7 @@ class NodeView:
         with self.lock:
             for event in response.events:
                 self._apply(event)
+            # three watches advance separately; the mirror's revision is for the logs only
             self.revision = max(self.revision, response.header.revision)
 
     def _apply(self, event):

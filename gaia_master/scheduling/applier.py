@@ -29,6 +29,7 @@ class Applied:
     refused: int = 0                  # grants dropped by the re-check
     written_txns: int = 0
     messages: int = 0
+    evicted: int = 0
 
 
 class PlanApplier:
@@ -44,6 +45,7 @@ class PlanApplier:
         by_request = _by_request(plan)
         with self.table.lock:
             stale = self.table.index.version != version
+            out.evicted = self._evict(plan.evictions or [])
             accepted = self._recheck(by_request, wanted, plan.node_ids, stale, out)
             groups = self._groups(accepted, wanted, plan.pending)
             if groups:
@@ -54,6 +56,24 @@ class PlanApplier:
             if w.is_am and w.app_id in accepted:
                 self.book.drop_am(w.app_id, w.attempt)
         return out
+
+    # ---- evictions (preemption, reclaim) ----
+
+    def _evict(self, evictions: list) -> int:
+        """Release the victims' allocations (before the grants that need their room). The
+        reconciler then stops each container; its AM sees the instance gone and asks again
+        (a migration: nothing is charged to the user's retries)."""
+        by_app: dict = {}
+        for e in evictions:
+            alloc = self.table.allocations.get(e.app, {}).get(e.instance)
+            if alloc is not None and alloc.node_id == e.node:
+                by_app.setdefault(e.app, []).append(e)
+        for app_id, victims in by_app.items():
+            self.table.release(app_id, [e.instance for e in victims])
+            for e in victims:
+                log.info("%s: instance %s of %s on %s", e.kind, e.instance, app_id, e.node)
+                log.info("  %s", e.reason)
+        return sum(len(v) for v in by_app.values())
 
     # ---- the re-check ----
 
@@ -137,7 +157,10 @@ class PlanApplier:
                     instance += 1
             changes["next_instance"] = max(changes.get("next_instance", 0), instance)
             changes["message"] = waiting or ("" if record.message.startswith(WAITING) else record.message)
-        return record, allocations, changes, as_vector(requests[0][0].shape)
+        shapes = {w.shape.SerializeToString() for w, _ in requests}
+        # one common request (the usual case) lets the index add them per node; an AM placed
+        # with instances in the same cycle differs in shape, so they are added one by one
+        return record, allocations, changes, as_vector(requests[0][0].shape) if len(shapes) == 1 else None
 
     def _allocation(self, record, w, node_id: str, instance_id: str) -> types_pb2.Allocation:
         return types_pb2.Allocation(app_id=record.app_id, instance_id=instance_id, node_id=node_id,

@@ -55,8 +55,9 @@ class AllocationIndex:
         total = len(allocs) * vector
         self.pool_usage[pool] = self.pool_usage.get(pool, 0) + total
         self.app_usage[app_id] = self.app_usage.get(app_id, 0) + total
-        self.app_nodes.setdefault(app_id, collections.Counter()).update(per_node)
-        self.app_held[app_id] += sum(1 for a in allocs if not a.is_am)
+        instances = collections.Counter(a.node_id for a in allocs if not a.is_am)
+        self.app_nodes.setdefault(app_id, collections.Counter()).update(instances)
+        self.app_held[app_id] += sum(instances.values())
         mine = self.by_pool.setdefault(pool, {})
         for a in allocs:
             mine[(app_id, a.instance_id)] = (a, priority)
@@ -72,11 +73,11 @@ class AllocationIndex:
                            (self.app_usage, alloc.app_id)):
             table[key] = table.get(key, 0) + delta
         self.node_count[alloc.node_id] += sign
-        nodes = self.app_nodes.setdefault(alloc.app_id, collections.Counter())
-        nodes[alloc.node_id] += sign
-        if nodes[alloc.node_id] <= 0:
-            del nodes[alloc.node_id]
-        if not alloc.is_am:
+        if not alloc.is_am:  # the AM takes no slot of the app's spread (max_per_node, per domain)
+            nodes = self.app_nodes.setdefault(alloc.app_id, collections.Counter())
+            nodes[alloc.node_id] += sign
+            if nodes[alloc.node_id] <= 0:
+                del nodes[alloc.node_id]
             self.app_held[alloc.app_id] += sign
         self.version += 1
 

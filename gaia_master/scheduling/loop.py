@@ -25,18 +25,22 @@ class Totals:
         self.cycles = self.placed = self.granted = self.refused = 0
         self.snapshot_s = self.schedule_s = self.apply_s = 0.0
         self.first_grant_at = self.last_grant_at = None     # perf_counter of the commits
-        self.decisions_s: list = []          # per request: cycle start to its decision
+        self.evicted = 0
+        self.decisions_s: list = []          # per request: time the scheduler spent deciding it
+        self.completions_s: list = []        # per request: cycle start to its decision
 
     def add(self, last: dict, stats: dict, now: float) -> None:
         self.cycles += 1
-        for key in ("placed", "granted", "refused", "snapshot_s", "schedule_s", "apply_s"):
+        for key in ("placed", "granted", "refused", "evicted", "snapshot_s", "schedule_s", "apply_s"):
             setattr(self, key, getattr(self, key) + last[key])
         if last["granted"]:
             self.first_grant_at = self.first_grant_at or now - last["apply_s"]
             self.last_grant_at = now
         done = stats.get("request_done_at_s", [])
-        self.decisions_s.extend(last["snapshot_s"] + d for d in done if d > 0)
+        self.completions_s.extend(last["snapshot_s"] + d for d in done if d > 0)
+        self.decisions_s.extend(s for s, d in zip(stats.get("request_spent_s", []), done) if d > 0)
         del self.decisions_s[:-100_000]      # bounded: the newest decisions only
+        del self.completions_s[:-100_000]
 
 
 class SchedulingLoop:
@@ -84,10 +88,10 @@ class SchedulingLoop:
             t3 = time.perf_counter()
             self.last = {"snapshot_s": t1 - t0, "schedule_s": t2 - t1, "apply_s": t3 - t2,
                          "requests": len(snap.pending), "placed": plan.count, "granted": applied.granted,
-                         "refused": applied.refused, "pending": len(plan.pending)}
+                         "refused": applied.refused, "evicted": applied.evicted, "pending": len(plan.pending)}
             self.totals.add(self.last, plan.stats, t3)
-            if applied.granted:
-                self.m.reconciler.wake()     # AMs granted a node are started by the next pass
+            if applied.granted or applied.evicted:
+                self.m.reconciler.wake()     # AMs granted a node start, victims stop, on its next pass
             if plan.stats.get("out_of_time"):
                 self.wake()                  # the rest of the backlog: next cycle, at once
             return self.last

@@ -97,9 +97,8 @@ def build(table, node_view, pools: list, book, arrays: NodeArrays, now: float) -
         for ask in instance_asks.values():
             _instance_requests(table, nodes, ask, book, pending, wanted)
     index = table.index
-    snap = ClusterSnapshot(nodes, pool_specs(pools), pending=pending, summary=summary)
-    snap.now = now
-    snap.running_in = lambda pool: _locked(table, index.running_in, pool)
+    snap = ClusterSnapshot(nodes, pool_specs(pools), pending=pending, summary=summary, now=now,
+                           running_in=lambda pool: _locked(table, index.running_in, pool))
     return snap, wanted, version
 
 
@@ -115,7 +114,8 @@ def _am_request(table, ask, book, pending, wanted):
         return
     rid = f"{ask.app_id}/am"
     driver = LabelConstraint(DRIVER_LABEL + AM_DRIVER, "exists")
-    pending.append(PendingRequest(rid, ask.app_id, record.spec.pool, AM_PRIORITY, 1, as_vector(ask.shape),
+    # an app key of its own: the AM shares no spread limit or per-app share with the instances
+    pending.append(PendingRequest(rid, rid, record.spec.pool, AM_PRIORITY, 1, as_vector(ask.shape),
                                   constraints=(driver,), submitted_at=ask.since))
     wanted[rid] = Wanted(ask.app_id, ask.attempt, True, 0, 1, ask.shape, ask)
 

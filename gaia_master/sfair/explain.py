@@ -23,3 +23,17 @@ def explain_filters(state, eq, plugins) -> str:
     left = int(eligible.sum())
     parts.append(f"{left:,} of {n:,} nodes left")
     return "; ".join(parts)
+
+
+def preempt_reason(preemptor, victim, pool: str) -> str:
+    """Why a container is stopped, in the words its owner will read."""
+    return f"preempted by {preemptor.app} (priority {preemptor.priority} > {victim.priority}) in pool {pool}"
+
+
+def reclaim_reason(claimant, claimant_pool: str, victim) -> str:
+    return (f"reclaimed by pool {claimant_pool} (below its guarantee) for {claimant.app}; "
+            f"pool {victim.pool} holds more than its guarantee")
+
+
+def reservation_note(nodes: int) -> str:
+    return f"capacity reserved on {nodes} node{'' if nodes == 1 else 's'}"

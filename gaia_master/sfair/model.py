@@ -9,6 +9,10 @@ Expected mapping from the stored values (the master's side, not done here):
   capacity minus the sum of Allocation.request -> Nodes.allocated row (what is granted already)
   labels["gaia.io/gpu-model"] (or a NodeInfo field) -> Nodes.gpu_models
   Allocation (app_id, node_id, request) + the app's AppSpec.pool / .priority -> Running
+      (instance: the allocation's instance id, named by an Eviction; started_at: when it was
+       granted, on the clock of `ClusterSnapshot.now`; newer ones are evicted first)
+  At scale: RunningSummary (kept incrementally) as `summary`, and `running_in(pool path)`
+      listing one leaf pool's Running values, asked only for pools that can supply victims
   pool records in etcd (path, weight, guaranteed, max, gpu models) -> PoolSpec
   RequestContainers(app_id, count, resources.request, gang, constraints) + AppSpec.pool /
       .priority + AppRecord.next_instance (first_instance) + arrival time -> PendingRequest
@@ -27,13 +31,17 @@ Expected mapping from the stored values (the master's side, not done here):
   Only leaf pools take requests; a request naming an unknown or inner pool stays pending
   with that reason. Pool paths have no leading or trailing "/".
 
+The Plan carries grants (one per instance), evictions (each a running container to stop,
+with its kind and reason, for a request granted in the same plan), the pending reasons and
+the reservations (request id -> node ids held for it).
+
 Resource vectors are int64 arrays over `DIMENSIONS` (gaia_common.resources), in the same
 units as the Resources message (millicores, bytes, bits/s, GPU share percent...).
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -126,12 +134,15 @@ class PoolSpec:
 
 @dataclasses.dataclass(frozen=True)
 class Running:
-    """A container already granted: it counts towards its pool's and app's share."""
+    """A container already granted: it counts towards its pool's and app's share, and it may
+    be evicted for a higher-priority request of its pool or a pool reclaiming its guarantee."""
     app: str
     pool: str
     priority: int
     node: str
     resources: np.ndarray
+    instance: str = ""                   # the AM's instance id, so an eviction can name it
+    started_at: float = 0.0              # newest are evicted first: they lose the least work
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -197,6 +208,25 @@ class ClusterSnapshot:
     running: Sequence[Running] = ()      # either every running container...
     pending: Sequence[PendingRequest] = ()
     summary: Optional[RunningSummary] = None   # ...or their summary (then `running` is ignored)
+    now: float = 0.0                     # same clock as submitted_at: grace periods are measured on it
+    # The running containers of one leaf pool, asked only for pools that can supply eviction
+    # victims, so a leader with a million containers lists none of them up front. None: the
+    # candidates are taken from `running`.
+    running_in: Optional[Callable[[str], Sequence[Running]]] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Eviction:
+    """A running container the plan stops to make room for `for_request`. Platform-caused:
+    the leader releases the allocation and stops the container with `reason`; the AM
+    migrates the instance without charging a retry. The grant that uses the room is in the
+    same plan."""
+    app: str
+    instance: str
+    node: str
+    kind: str                            # "preempt" (same pool, lower priority) or "reclaim"
+    reason: str
+    for_request: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,11 +242,14 @@ class Plan:
     rows, instances per row), one per scheduling step, and expanded into one Grant per
     instance only when `grants` is read, so the hot loop creates no object per instance."""
 
-    def __init__(self, node_ids: Sequence[str], chunks: list, pending: dict, stats: dict):
+    def __init__(self, node_ids: Sequence[str], chunks: list, pending: dict, stats: dict,
+                 evictions: Optional[list] = None, reservations: Optional[dict] = None):
         self.node_ids = node_ids
         self.chunks = chunks                 # (request_id, app, first_instance, rows[], n[])
         self.pending = pending               # request_id -> why (some of) it was not placed
         self.stats = stats                   # timings and counters
+        self.evictions = evictions or []     # Eviction..., to apply before the grants
+        self.reservations = reservations or {}   # request_id -> [node id] held for it
         self.count = sum(int(n.sum()) for *_, n in chunks)
         self._grants: Optional[list] = None
 

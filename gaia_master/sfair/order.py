@@ -38,6 +38,15 @@ class Work:
     eq: object = None                    # its equivalence class, once looked up
     increment: float = None              # one instance's dominant share, once computed
     done_at_s: float = 0.0
+    # "invalid" (malformed) or "quota" (a max quota binds): evicting or reserving nodes
+    # cannot help such a request, so neither is tried for it.
+    blocked: str = ""
+
+    def demand(self):
+        """What the work still asks for in total (every member of a gang)."""
+        if self.members is None:
+            return self.remaining * self.request.shape
+        return sum(m.count * m.shape for m in self.members)
 
 
 class FairQueue:

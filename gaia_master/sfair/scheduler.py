@@ -1,4 +1,5 @@
-"""Sfair's cycle: one pure function from a ClusterSnapshot to a Plan.
+"""Sfair's cycle: from a ClusterSnapshot to a Plan, with no side effect beyond the
+reservations the Sfair instance carries from one cycle to the next.
 
     plan = Sfair().schedule(snapshot)
 
@@ -7,6 +8,12 @@ it may take (order.py); max quotas cap that (pools.py); the request's equivalenc
 gives per-node slots and scores, refreshed only where nodes changed (equivalence.py); the
 nodes are chosen in one vector pass (placement.py); a gang goes through a statement that
 commits all or rolls back (statement.py). What stays pending carries a reason (explain.py).
+
+Around the fair pass: requests with a reservation are served first and hold capacity on
+their nodes for the rest of the cycle (reservation.py); after it, requests still pending may
+evict lower-priority containers of their pool or borrowed ones (preemption.py), and those
+that starve get reservations for the next cycles. The Sfair instance keeps the reservations,
+so the leader should keep one instance for as long as it leads.
 """
 from __future__ import annotations
 
@@ -21,6 +28,8 @@ from gaia_master.sfair.fairshare import entitlement_shares
 from gaia_master.sfair.model import ClusterSnapshot, Plan
 from gaia_master.sfair.order import FairQueue, Work
 from gaia_master.sfair.placement import choose_nodes
+from gaia_master.sfair.preemption import Evictor
+from gaia_master.sfair.reservation import ReservationBook, Reserver
 from gaia_master.sfair.plugins.fits import Fits
 from gaia_master.sfair.plugins.gpu_model import GpuModel
 from gaia_master.sfair.plugins.labels import NodeLabels
@@ -44,6 +53,19 @@ class SfairConfig:
     # Stop deciding after this long (None: no limit); what is left stays pending for the next
     # cycle, so one huge backlog cannot hold every request's answer hostage.
     max_cycle_s: float = None
+    # Evictions, only for requests the fair pass left pending. Preemption: a request may stop
+    # lower-priority containers of its own leaf pool. Reclaim: a pool below its guarantee whose
+    # request has waited longer than the grace period takes back, up to its guarantee, what
+    # other pools hold above theirs.
+    preemption: bool = True
+    reclaim: bool = True
+    reclaim_grace_s: float = 30.0
+    # Reservations: a gang, or a request larger than `large_fraction` of the median node (one
+    # instance, in some dimension; or all of them above a whole node), that has waited longer
+    # than reserve_after_s gets nodes held for it (at most max_reservations, oldest first).
+    large_fraction: float = 0.5
+    reserve_after_s: float = 60.0
+    max_reservations: int = 4
 
 
 @dataclasses.dataclass
@@ -64,24 +86,29 @@ class Sfair:
     def __init__(self, config: SfairConfig = None, plugins: Plugins = None):
         self.config = config or SfairConfig()
         self.plugins = plugins or Plugins.default(self.config)
+        self.reservations = ReservationBook()     # carried from cycle to cycle
 
     def schedule(self, snapshot: ClusterSnapshot) -> Plan:
-        return _Cycle(snapshot, self.config, self.plugins).run()
+        return _Cycle(snapshot, self.config, self.plugins, self.reservations).run()
 
 
 class _Cycle:
-    def __init__(self, snapshot, config, plugins):
+    def __init__(self, snapshot, config, plugins, book):
         self.t0 = time.perf_counter()
+        self.snapshot = snapshot
         self.config = config
         self.plugins = plugins
         self.state = ClusterState(snapshot)
         p = plugins
         self.cache = EquivalenceCache(self.state, p.static_filters, p.fits, p.spread_node, p.scorers)
+        self.reserver = Reserver(book, self.state, self.cache, plugins, config, snapshot.now)
         self.chunks: list = []               # the plan's grants, one chunk per step
+        self.evictions: list = []
         self.placed = 0
         self.works = []
         self.steps = 0
         self.out_of_time = False
+        self.uncontended = False
         pools = self.state.pools
         gangs: dict = {}
         for seq, req in enumerate(snapshot.pending):
@@ -102,17 +129,71 @@ class _Cycle:
                 w.reason = f"pool {req.pool!r} has child pools; requests go to leaf pools"
             elif req.count <= 0:
                 w.reason, w.remaining = "count must be positive", 0
+            w.blocked = "invalid" if w.reason else ""
             self.works.append(w)
         for w in gangs.values():
             if any(m.pool != w.request.pool or m.priority != w.request.priority for m in w.members):
                 w.reason = f"gang {w.request.gang_id!r}: its requests disagree on pool or priority"
-        self.uncontended = config.uncontended_fast_path and self._demand_fits()
+                w.blocked = "invalid"
 
     def _demand_fits(self) -> bool:
         demand = sum((_demand(w) for w in self.works if not w.reason), 0)
         return bool(np.all(demand <= self.state.free.sum(axis=0)))
 
     def run(self) -> Plan:
+        self._serve_reservations()
+        self.uncontended = self.config.uncontended_fast_path and self._demand_fits()
+        self._fair_pass()
+        self._evict_pass()
+        self.reserver.update(self.works)
+        return self._finish()
+
+    def _serve_reservations(self) -> None:
+        """Reserved requests go first (they have starved long enough); one that still does
+        not fit holds what is free on its nodes, so the fair pass can only backfill."""
+        for work in self.reserver.due(self.works):
+            self._step(work, work.remaining)
+            if work.remaining and not work.blocked:
+                self.reserver.hold(work)
+
+    def _evict_pass(self) -> None:
+        """Requests still pending may evict (preemption.py): the highest priority, then the
+        oldest first, so the most urgent request picks its victims first."""
+        if self.out_of_time or not (self.config.preemption or self.config.reclaim):
+            return
+        waiting = [w for w in self.works if w.remaining > 0 and not w.blocked]
+        if not waiting:
+            return
+        evictor = Evictor(self.snapshot, self.state, self.cache, self.plugins, self.config)
+        waiting.sort(key=lambda w: (-w.request.priority, w.request.submitted_at, w.seq))
+        budget = self.t0 + self.config.max_cycle_s if self.config.max_cycle_s else None
+        for work in waiting:
+            if budget is not None and time.perf_counter() > budget:
+                self.out_of_time = True
+                return
+            self.reserver.release(work)
+            self._grant_steps(work, evictor.place(work))
+            if work.remaining:
+                self.reserver.hold(work)
+
+    def _grant_steps(self, work: Work, steps: list) -> None:
+        """The evictor's placements become grants (one chunk per instance) and its evictions
+        go to the plan next to them."""
+        offsets: dict = {}
+        for step in steps:
+            self.evictions.extend(ev for *_, ev in step.evicted)
+            rows, n = np.array([step.row]), np.ones(1, dtype=np.int64)
+            if work.members is None:
+                self._grant(work, rows, n)
+                continue
+            member = step.member
+            k = offsets[member.request_id] = offsets.get(member.request_id, -1) + 1
+            self.chunks.append((member.request_id, member.app, member.first_instance + k, rows, n))
+            self.placed += 1
+            work.granted += 1
+            work.remaining -= 1
+
+    def _fair_pass(self) -> None:
         live = [w for w in self.works if not w.reason and w.remaining]
         entitlement = None
         if not self.uncontended and self.config.entitlement_chunks:
@@ -137,7 +218,6 @@ class _Cycle:
                 work.done_at_s = time.perf_counter() - self.t0
             queue.requeue(work, active)
             self.steps += 1
-        return self._finish()
 
     def _step(self, work: Work, fair_limit: int) -> bool:
         """Place one chunk of `work`; True while it may take more in this cycle."""
@@ -149,6 +229,7 @@ class _Cycle:
         room, limit = pools.quota_room(work.pool, req.shape)
         if room < (work.remaining if req.gang else 1):
             work.reason = f"quota: pool {limit[0]!r} max {limit[1]} reached"
+            work.blocked = "quota"
             return False
         want = min(want, room)
         if work.eq is None:
@@ -184,6 +265,7 @@ class _Cycle:
         room, limit = pools.quota_room(work.pool, total)
         if room < 1:
             work.reason = f"quota: pool {limit[0]!r} max {limit[1]} reached"
+            work.blocked = "quota"
             return False
         stmt = Statement(self.state)
         for member in work.members:
@@ -218,6 +300,8 @@ class _Cycle:
         for w in self.works:
             if w.remaining > 0:
                 why = w.reason or ("cycle time budget spent" if self.out_of_time else "not reached in this cycle")
+                note = self.reserver.note(w)
+                why = f"{why}; {note}" if note else why
                 for req in w.members or [w.request]:
                     left = req.count if w.members else w.remaining
                     pending[req.request_id] = f"{left} of {req.count} pending: {why}"
@@ -232,12 +316,11 @@ class _Cycle:
             "out_of_time": self.out_of_time,
             "request_spent_s": [w.spent_s for w in self.works],
             "request_done_at_s": [w.done_at_s for w in self.works],
+            "evictions": len(self.evictions),
         }
-        return Plan(self.state.nodes.ids, self.chunks, pending, stats)
+        return Plan(self.state.nodes.ids, self.chunks, pending, stats, self.evictions,
+                    self.reserver.book.report())
 
 
 def _demand(work: Work) -> "np.ndarray":
-    """What the work still asks for in total (every member of a gang)."""
-    if work.members is None:
-        return work.remaining * work.request.shape
-    return sum(m.count * m.shape for m in work.members)
+    return work.demand()

@@ -1,8 +1,13 @@
 """The cycle's working copy of the cluster: free capacity, per-app counts, usage by pool and
 app, and a log of changed node rows that the equivalence-class caches replay incrementally.
 
-Only `place` and `unplace` mutate it, and they are exact inverses (the statement relies on
-that to roll back).
+Only `place` / `unplace` and `hold` / `release` mutate it, each pair exact inverses (the
+statement and the evictor rely on that to roll back). Evicting a running container is
+`unplace` of it: its node, pool and app give back what it held.
+
+Per-app node lists of running containers are resolved lazily, for the apps the cycle
+touches: at a million containers, indexing every app's nodes up front would cost more than
+the cycle.
 """
 from __future__ import annotations
 
@@ -23,18 +28,16 @@ class ClusterState:
         self.pools = PoolTree(snapshot.pools, self.cluster_capacity)
         self.app_usage: dict = {}
         self._app_share: dict = {}
-        self._app_nodes: dict = {}           # app -> node rows of its running containers
+        self._app_nodes: dict = {}           # app -> rows placed this cycle before its counts were built
         self._app_counts: dict = {}          # app -> int32[N], built when a spread needs it
         self.changed: list = []              # node rows touched in this cycle, in order
         summary = snapshot.summary or RunningSummary.of(snapshot.running)
+        self.summary = summary               # as it was before the cycle: which pools hold containers
         for path, usage in summary.pool_usage.items():
             pool = self.pools.index.get(path)
             if pool is not None:
                 self.pools.charge(pool, np.asarray(usage, dtype=np.int64))
         self.app_usage.update((app, np.asarray(u, dtype=np.int64)) for app, u in summary.app_usage.items())
-        index = nodes.index
-        for app, node_ids in summary.app_nodes.items():
-            self._app_nodes[app] = [index[n] for n in node_ids if n in index]
 
     @property
     def version(self) -> int:
@@ -52,12 +55,28 @@ class ClusterState:
         """Instances of `app` per node (running plus granted in this cycle)."""
         counts = self._app_counts.get(app)
         if counts is None:
-            counts = np.zeros(len(self.nodes), dtype=np.int32)
-            rows = self._app_nodes.get(app)
-            if rows:
-                np.add.at(counts, np.asarray(rows), 1)
+            rows = self._running_rows(app) + self._app_nodes.pop(app, [])
+            n = len(self.nodes)
+            counts = (np.bincount(np.asarray(rows, dtype=np.int64), minlength=n).astype(np.int32) if rows
+                      else np.zeros(n, dtype=np.int32))
             self._app_counts[app] = counts
         return counts
+
+    def _running_rows(self, app: str) -> list:
+        node_ids = self.summary.app_nodes.get(app)
+        if not node_ids:
+            return []
+        index = self.nodes.index
+        return [index[n] for n in node_ids if n in index]
+
+    def hold(self, rows: np.ndarray, amounts: np.ndarray) -> None:
+        """Keep amounts[i] of node rows[i] from the requests of this cycle (a reservation)."""
+        self.free[rows] -= amounts
+        self.changed.extend(rows.tolist())
+
+    def release(self, rows: np.ndarray, amounts: np.ndarray) -> None:
+        self.free[rows] += amounts
+        self.changed.extend(rows.tolist())
 
     def place(self, rows: np.ndarray, n: np.ndarray, shape: np.ndarray, app: str, pool: int) -> None:
         """n[i] instances of `shape` on node rows[i] (rows distinct)."""
