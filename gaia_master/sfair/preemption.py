@@ -11,7 +11,7 @@ Candidates are in victim order: preemption, lowest priority first, then the newe
 the pool furthest above its guarantee first, then the same. On each node the victims are
 taken in that order until the instance fits, then any it turns out not to need are spared
 (the most protected first). Among nodes, the one whose worst victim is least protected wins,
-then the one with the fewest victims. The request's labels, GPU model and spread must hold on
+then the one with the fewest victims, then the one whose victims come first in victim order. The request's labels, GPU model and spread must hold on
 that node. A gang evicts only if every instance of it then fits; otherwise its tentative
 evictions and placements are undone in reverse. Nothing is evicted unless the instance it
 makes room for is placed in the same step.
@@ -168,7 +168,8 @@ def best_victims(free: np.ndarray, shape: np.ndarray, dims: np.ndarray, cands: C
 
 def _nodes_by_cost(free, shape, dims, cands, pos):
     """(row, candidate positions there in victim order) for each node where taking its
-    victims in order makes room, cheapest first: (highest tier taken, victims taken, row).
+    victims in order makes room, cheapest first: (highest tier taken, victims taken, the
+    last victim's place in victim order, so the newest go first among equals).
     One vector pass: a running sum of freed capacity per node against what it lacks."""
     rows = cands.rows[pos]
     order = np.argsort(rows, kind="stable")          # stable: victim order within a node
@@ -184,7 +185,7 @@ def _nodes_by_cost(free, shape, dims, cands, pos):
     nodes, first = np.unique(node_of[enough], return_index=True)
     first = enough[first]
     taken = first - starts[nodes] + 1
-    for k in np.lexsort((rows[first], taken, cands.tier[pos[first]])).tolist():
+    for k in np.lexsort((pos[first], taken, cands.tier[pos[first]])).tolist():
         s = int(starts[nodes[k]])
         yield int(rows[s]), pos[s:s + int(sizes[nodes[k]])].tolist()
 
