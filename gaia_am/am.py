@@ -103,7 +103,7 @@ class ApplicationMaster:
         self._start(status, alloc, counter_of(st.container_id) + 1)
 
     def _start(self, status, alloc, counter: int):
-        spec = container_spec(status.app, alloc.instance_id, counter)
+        spec = container_spec(status.app, alloc, counter)   # its GPUs, if granted any, go to CUDA_VISIBLE_DEVICES
         if time.monotonic() - self._asked.get(spec.container_id, -START_GRACE) < START_GRACE:
             return
         self._asked[spec.container_id] = time.monotonic()

@@ -17,7 +17,14 @@ def counter_of(cid: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-def container_spec(record: types_pb2.AppRecord, instance_id: str, counter: int) -> types_pb2.ContainerSpec:
+def container_spec(record: types_pb2.AppRecord, instance_id, counter: int,
+                   gpu_indices=()) -> types_pb2.ContainerSpec:
+    """The spec to start one instance. `instance_id` is its id, or its Allocation (whose
+    instance id and GPU indices are then used); `gpu_indices`: the node's GPUs it was granted,
+    given to the container as CUDA_VISIBLE_DEVICES."""
+    if isinstance(instance_id, types_pb2.Allocation):
+        gpu_indices = gpu_indices or instance_id.gpu_indices
+        instance_id = instance_id.instance_id
     spec = record.spec
     out = types_pb2.ContainerSpec(
         container_id=container_id(record.app_id, instance_id, counter), app_id=record.app_id,
@@ -27,6 +34,8 @@ def container_spec(record: types_pb2.AppRecord, instance_id: str, counter: int) 
         workdir=spec.workdir, host_network=spec.network == "host", priority=spec.priority)
     out.command.extend(spec.command)
     out.env.update(spec.env)
+    if gpu_indices:
+        out.env["CUDA_VISIBLE_DEVICES"] = ",".join(str(int(i)) for i in gpu_indices)
     out.resources.CopyFrom(spec.resources)
     out.ports.extend(spec.ports)
     return out

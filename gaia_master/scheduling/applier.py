@@ -46,7 +46,8 @@ class PlanApplier:
         with self.table.lock:
             stale = self.table.index.version != version
             out.evicted = self._evict(plan.evictions or [])
-            accepted = self._recheck(by_request, wanted, plan.node_ids, stale, out)
+            accepted = self._recheck(by_request, wanted, plan.node_ids, stale, out,
+                                     getattr(plan, "gpu_sets", None) or {})
             groups = self._groups(accepted, wanted, plan.pending)
             if groups:
                 self.table.grant_batch(groups, MAX_OPS_PER_TXN)
@@ -77,8 +78,10 @@ class PlanApplier:
 
     # ---- the re-check ----
 
-    def _recheck(self, by_request: dict, wanted: dict, node_ids, stale: bool, out: Applied) -> dict:
-        """app_id -> [(Wanted, [(node_id, instances)])] of the requests that still hold."""
+    def _recheck(self, by_request: dict, wanted: dict, node_ids, stale: bool, out: Applied,
+                 gpu_sets: dict) -> dict:
+        """app_id -> [(Wanted, [(node_id, instances)], [GPU indices per instance])] of the
+        requests that still hold."""
         accepted: dict = {}
         free: dict = {}                     # node_id -> what is left now, as grants are taken
         for rid, placed in by_request.items():
@@ -87,7 +90,7 @@ class PlanApplier:
             if not self._app_current(w) or not self._nodes_fit(w, nodes, free, stale):
                 out.refused += sum(k for _, k in nodes)
                 continue
-            accepted.setdefault(w.app_id, []).append((w, nodes))
+            accepted.setdefault(w.app_id, []).append((w, nodes, _instance_gpus(rid, placed, gpu_sets)))
         return accepted
 
     def _app_current(self, w) -> bool:
@@ -141,8 +144,8 @@ class PlanApplier:
     def _app_group(self, record, requests: list, waiting) -> tuple:
         """(record, allocations, record changes, their common request as a vector)."""
         allocations, changes = [], {}
-        for w, nodes in requests:
-            if w.is_am:
+        for w, nodes, gpus in requests:
+            if w.is_am:                      # an AM is given no GPUs
                 allocations.append(self._allocation(record, w, nodes[0][0], "am"))
                 changes.update(am_attempt=w.attempt, message=w.ask.why)
                 continue
@@ -153,11 +156,13 @@ class PlanApplier:
                     alloc = types_pb2.Allocation()
                     alloc.CopyFrom(template)
                     alloc.instance_id = str(instance)
+                    if gpus:
+                        alloc.gpu_indices.extend(gpus[instance - w.first_instance])
                     allocations.append(alloc)
                     instance += 1
             changes["next_instance"] = max(changes.get("next_instance", 0), instance)
             changes["message"] = waiting or ("" if record.message.startswith(WAITING) else record.message)
-        shapes = {w.shape.SerializeToString() for w, _ in requests}
+        shapes = {w.shape.SerializeToString() for w, *_ in requests}
         # one common request (the usual case) lets the index add them per node; an AM placed
         # with instances in the same cycle differs in shape, so they are added one by one
         return record, allocations, changes, as_vector(requests[0][0].shape) if len(shapes) == 1 else None
@@ -181,6 +186,22 @@ def _by_request(plan) -> dict:
     for request_id, _app, _first, rows, n in plan.chunks:
         out.setdefault(request_id, []).extend(zip(rows.tolist(), n.tolist()))
     return out
+
+
+def _instance_gpus(request_id: str, placed: list, gpu_sets: dict) -> list:
+    """The GPU indices of each instance of a request, in instance order (the order its
+    (row, instances) pairs are expanded in); [] when none of it got GPUs."""
+    if not gpu_sets:
+        return []
+    taken: dict = {}
+    out = []
+    for row, k in placed:
+        sets = gpu_sets.get((request_id, row), ())
+        start = taken.get(row, 0)
+        for j in range(start, start + k):
+            out.append(tuple(sets[j]) if j < len(sets) else ())
+        taken[row] = start + k
+    return out if any(out) else []
 
 
 def _waiting(w, why: str) -> str:

@@ -38,6 +38,9 @@ class AllocationIndex:
         self.app_nodes: dict = {}            # app_id -> Counter(node_id -> instances)
         self.app_held: collections.Counter = collections.Counter()   # app_id -> instances (not the AM)
         self.by_pool: dict = {}              # pool -> {(app_id, instance_id): (Allocation, priority)}
+        # node_id -> {(app_id, instance_id): (gpu_share, gpu_memory_bytes, GPU indices)} for the
+        # allocations granted specific GPUs: what is used on each GPU of a node
+        self.node_gpus: dict = {}
         self.version = 0                     # bumped on every change: a plan knows if it is stale
 
     def add(self, alloc: types_pb2.Allocation, pool: str, priority: int) -> None:
@@ -61,6 +64,8 @@ class AllocationIndex:
         mine = self.by_pool.setdefault(pool, {})
         for a in allocs:
             mine[(app_id, a.instance_id)] = (a, priority)
+            if a.gpu_indices:
+                self._gpus(a, +1)
         self.version += 1
 
     def remove(self, alloc: types_pb2.Allocation, pool: str) -> None:
@@ -73,6 +78,8 @@ class AllocationIndex:
                            (self.app_usage, alloc.app_id)):
             table[key] = table.get(key, 0) + delta
         self.node_count[alloc.node_id] += sign
+        if alloc.gpu_indices:
+            self._gpus(alloc, sign)
         if not alloc.is_am:  # the AM takes no slot of the app's spread (max_per_node, per domain)
             nodes = self.app_nodes.setdefault(alloc.app_id, collections.Counter())
             nodes[alloc.node_id] += sign
@@ -81,7 +88,24 @@ class AllocationIndex:
             self.app_held[alloc.app_id] += sign
         self.version += 1
 
+    def _gpus(self, alloc, sign) -> None:
+        key = (alloc.app_id, alloc.instance_id)
+        if sign > 0:
+            held = (int(alloc.request.gpu_share), int(alloc.request.gpu_memory_bytes),
+                    tuple(int(i) for i in alloc.gpu_indices))
+            self.node_gpus.setdefault(alloc.node_id, {})[key] = held
+            return
+        mine = self.node_gpus.get(alloc.node_id)
+        if mine is not None:
+            mine.pop(key, None)
+            if not mine:
+                del self.node_gpus[alloc.node_id]
+
     # ---- reads (call under the table's lock) ----
+
+    def gpu_holdings(self, node_id: str) -> list:
+        """[(gpu_share, gpu_memory_bytes, GPU indices)] of the allocations on the node."""
+        return list(self.node_gpus.get(node_id, {}).values())
 
     def allocated(self, node_ids) -> np.ndarray:
         zero = np.zeros(D, dtype=np.int64)

@@ -8,6 +8,7 @@ refuse them if the app moved on meanwhile.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 
 import numpy as np
@@ -16,8 +17,10 @@ from gaia_common.pb import types_pb2
 from gaia_master.app_table import TERMINAL
 from gaia_master.scheduling.index import as_vector
 from gaia_master.sfair import ClusterSnapshot, LabelConstraint, Nodes, PendingRequest, PoolSpec, Spread
+from gaia_master.sfair.gpu_topology import Gpu, NodeGpus, hold
 from gaia_master.sfair.model import UNLIMITED
 
+log = logging.getLogger(__name__)
 DRIVER_LABEL = "gaia.io/driver."      # + name: a label every node offering that driver carries
 GPU_MODEL_LABEL = "gaia.io/gpu-model"
 AM_PRIORITY = 1_000_000               # above every user band: an app without its AM runs nothing
@@ -44,6 +47,7 @@ class NodeArrays:
         self._version = None
         self._nodes = None
         self.infos: dict = {}
+        self.gpu_lists: list = []            # per row: (Gpu, ...) the node reported, or None
 
     def get(self, node_view) -> Nodes:
         version = node_view.node_version
@@ -54,8 +58,44 @@ class NodeArrays:
                                 np.array([as_vector(n.capacity) for n in infos], dtype=np.int64),
                                 labels=[_labels(n) for n in infos],
                                 gpu_models=[_gpu_model(n) for n in infos])
+            self.gpu_lists = [_gpu_list(n) for n in infos]
             self._version = version
         return self._nodes
+
+    def node_gpus(self, index) -> list:
+        """Optional[NodeGpus] per row, fresh each cycle, with what the granted allocations
+        hold on each GPU (from the index); None for every row when no node reported GPUs."""
+        if not any(g is not None for g in self.gpu_lists):
+            return None
+        out = []
+        for node_id, gpus in zip(self._nodes.ids, self.gpu_lists):
+            if gpus is None:
+                out.append(None)
+                continue
+            node = NodeGpus(gpus)
+            for share, memory, indices in index.gpu_holdings(node_id):
+                known = tuple(i for i in indices if i in node.position)   # a GPU that left: skip
+                if known and share > 0:
+                    try:
+                        hold(node, share, memory, [known])
+                    except ValueError:
+                        pass                 # an invalid share was never granted GPUs by Sfair
+            out.append(node)
+        return out
+
+
+def _gpu_list(info):
+    """The node's GPUs as Sfair's Gpu values; None when it reported none, or a topology the
+    scheduler cannot read (then its GPUs are judged by their sum alone, as before)."""
+    if not info.gpus:
+        return None
+    gpus = tuple(Gpu(int(g.index), g.model, int(g.memory_bytes), g.link_path) for g in info.gpus)
+    try:
+        NodeGpus(gpus)
+    except ValueError as e:
+        log.warning("node %s: GPU topology ignored: %s", info.node_id, e)
+        return None
+    return gpus
 
 
 def _labels(info) -> dict:
@@ -89,6 +129,7 @@ def build(table, node_view, pools: list, book, arrays: NodeArrays, now: float) -
     with table.lock:
         nodes = arrays.get(node_view)
         nodes.allocated = table.index.allocated(nodes.ids)
+        nodes.gpus = arrays.node_gpus(table.index)
         summary = table.index.summary(table.lock)
         version = table.index.version
         pending, wanted = [], {}

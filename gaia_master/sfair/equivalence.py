@@ -17,6 +17,7 @@ from typing import Optional
 import numpy as np
 
 from gaia_master.sfair.model import GPU_DIMS, PendingRequest, Spread
+from gaia_master.sfair.plugins.gpu_slots import GpuPacking
 
 
 @dataclasses.dataclass(eq=False)
@@ -40,12 +41,16 @@ class EqClass:
 
 
 class EquivalenceCache:
-    def __init__(self, state, static_filters, fits, spread_node, scorers):
+    def __init__(self, state, static_filters, fits, spread_node, scorers, gpu_slots=None):
         self.state = state
         self.static_filters = static_filters
         self.fits = fits
         self.spread_node = spread_node
-        self.scorers = scorers               # [(scorer, weight)]
+        # GPU plugins only where some node reported its GPU topology (state.gpus): a cluster
+        # without any pays nothing for them
+        topology = getattr(state, "gpus", None) is not None
+        self.gpu_slots = gpu_slots if topology else None
+        self.scorers = [(s, w) for s, w in scorers if topology or not isinstance(s, GpuPacking)]
         self._classes: dict = {}
         self._static: dict = {}
         self.full_rebuilds = 0
@@ -121,6 +126,8 @@ class EquivalenceCache:
             eq.score = np.zeros(n)
             eq.pick = np.full(n, -np.inf)
         slots = self.fits.room(state, eq, rows)
+        if self.gpu_slots is not None and self.gpu_slots.applies(eq):
+            slots = np.minimum(slots, self.gpu_slots.room(state, eq, rows))
         eq.slots[rows] = np.where(eq.static_mask[rows], slots, 0)
         score = None
         for scorer, weight in self.scorers:

@@ -12,6 +12,9 @@ def explain_filters(state, eq, plugins) -> str:
     parts = []
     results = list(eq.static_results)
     results.append(plugins.fits.explain(state, eq, eligible & eq.static_mask))
+    gpu_slots = getattr(plugins, "gpu_slots", None)
+    if gpu_slots is not None and getattr(state, "gpus", None) is not None and gpu_slots.applies(eq):
+        results.append(gpu_slots.explain(state, eq, eligible))
     for extra in (plugins.spread_node, plugins.spread_domain):
         if extra.applies(eq):
             results.append(extra.explain(state, eq, eligible))

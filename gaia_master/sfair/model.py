@@ -70,7 +70,7 @@ class Nodes:
 
     def __init__(self, ids: Sequence[str], capacity: np.ndarray, allocated: Optional[np.ndarray] = None,
                  labels: Optional[Sequence[Mapping[str, str]]] = None,
-                 gpu_models: Optional[Sequence[str]] = None):
+                 gpu_models: Optional[Sequence[str]] = None, gpus: Optional[Sequence] = None):
         self.ids = list(ids)
         n = len(self.ids)
         self.capacity = np.asarray(capacity, dtype=np.int64).reshape(n, D)
@@ -78,6 +78,11 @@ class Nodes:
                           else np.asarray(allocated, dtype=np.int64).reshape(n, D))
         self.labels = [dict(l) for l in labels] if labels is not None else [{} for _ in range(n)]
         self.gpu_models = list(gpu_models) if gpu_models is not None else [""] * n
+        # Optional[NodeGpus] per row (gpu_topology.py): each node's GPUs, their links and what
+        # is held on each. None: no node reported GPU topology (the scheduler then pays nothing).
+        self.gpus = list(gpus) if gpus is not None else None
+        if self.gpus is not None and len(self.gpus) != n:
+            raise ValueError(f"{len(self.gpus)} GPU entries for {n} nodes")
         self.index = {node_id: i for i, node_id in enumerate(self.ids)}
         self._codes: dict = {}
 
@@ -235,6 +240,7 @@ class Grant:
     app: str
     instance: int
     node: str
+    gpus: tuple = ()                     # the node's GPU indices it gets (nodes with topology)
 
 
 class Plan:
@@ -250,6 +256,9 @@ class Plan:
         self.stats = stats                   # timings and counters
         self.evictions = evictions or []     # Eviction..., to apply before the grants
         self.reservations = reservations or {}   # request_id -> [node id] held for it
+        # (request_id, row) -> [GPU index tuple per instance], in instance order, for the
+        # instances placed on nodes with GPU topology (what each grant's gpu_indices are)
+        self.gpu_sets: dict = {}
         self.count = sum(int(n.sum()) for *_, n in chunks)
         self._grants: Optional[list] = None
 
@@ -257,9 +266,12 @@ class Plan:
     def grants(self) -> list:
         if self._grants is None:
             out = []
+            sets = {key: iter(value) for key, value in self.gpu_sets.items()}
             for request_id, app, first, rows, n in self.chunks:
                 for offset, row in enumerate(np.repeat(rows, n).tolist()):
-                    out.append(Grant(request_id, app, first + offset, self.node_ids[row]))
+                    chosen = sets.get((request_id, row))
+                    gpus = tuple(next(chosen, ())) if chosen is not None else ()
+                    out.append(Grant(request_id, app, first + offset, self.node_ids[row], gpus))
             self._grants = out
         return self._grants
 

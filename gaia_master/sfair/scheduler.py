@@ -32,6 +32,7 @@ from gaia_master.sfair.preemption import Evictor
 from gaia_master.sfair.reservation import ReservationBook, Reserver
 from gaia_master.sfair.plugins.fits import Fits
 from gaia_master.sfair.plugins.gpu_model import GpuModel
+from gaia_master.sfair.plugins.gpu_slots import GpuPacking, GpuSlots
 from gaia_master.sfair.plugins.labels import NodeLabels
 from gaia_master.sfair.plugins.packing import LeastAllocated, MostAllocated
 from gaia_master.sfair.plugins.spread import SpreadPerDomain, SpreadPerNode
@@ -43,6 +44,7 @@ from gaia_master.sfair.statement import Statement
 class SfairConfig:
     packing_weight: float = 1.0          # operator multipliers of the 0..1 scores
     spreading_weight: float = 1.0
+    gpu_packing_weight: float = 1.0      # GPU work onto partly used GPUs / the best-linked sets
     # When everything pending fits in what is free (summed over the cluster), the order
     # cannot starve anyone, so each request is placed whole in one step.
     uncontended_fast_path: bool = True
@@ -75,11 +77,14 @@ class Plugins:
     spread_node: SpreadPerNode
     spread_domain: SpreadPerDomain
     scorers: list                        # [(scorer, weight)]
+    gpu_slots: GpuSlots = None           # count filter per GPU (nodes with topology); None: off
 
     @classmethod
     def default(cls, config: SfairConfig) -> "Plugins":
         return cls([NodeLabels(), GpuModel()], Fits(), SpreadPerNode(), SpreadPerDomain(),
-                   [(MostAllocated(), config.packing_weight), (LeastAllocated(), config.spreading_weight)])
+                   [(MostAllocated(), config.packing_weight), (LeastAllocated(), config.spreading_weight),
+                    (GpuPacking(), config.gpu_packing_weight)],
+                   GpuSlots())
 
 
 class Sfair:
@@ -100,9 +105,11 @@ class _Cycle:
         self.plugins = plugins
         self.state = ClusterState(snapshot)
         p = plugins
-        self.cache = EquivalenceCache(self.state, p.static_filters, p.fits, p.spread_node, p.scorers)
+        self.cache = EquivalenceCache(self.state, p.static_filters, p.fits, p.spread_node, p.scorers,
+                                      getattr(p, "gpu_slots", None))
         self.reserver = Reserver(book, self.state, self.cache, plugins, config, snapshot.now)
         self.chunks: list = []               # the plan's grants, one chunk per step
+        self.gpu_sets: dict = {}             # (request_id, row) -> [GPU set per instance]
         self.evictions: list = []
         self.placed = 0
         self.works = []
@@ -180,13 +187,15 @@ class _Cycle:
         """The evictor's placements become grants (one chunk per instance) and its evictions
         go to the plan next to them."""
         offsets: dict = {}
+        step_sets = self._step_gpu_sets(steps)
         for step in steps:
             self.evictions.extend(ev for *_, ev in step.evicted)
             rows, n = np.array([step.row]), np.ones(1, dtype=np.int64)
+            member = step.member
+            self._keep_gpus(member.request_id, step_sets.get(id(step)))
             if work.members is None:
                 self._grant(work, rows, n)
                 continue
-            member = step.member
             k = offsets[member.request_id] = offsets.get(member.request_id, -1) + 1
             self.chunks.append((member.request_id, member.app, member.first_instance + k, rows, n))
             self.placed += 1
@@ -241,6 +250,7 @@ class _Cycle:
             stmt = Statement(self.state)
             if placed == want:
                 stmt.place(rows, n, req.shape, req.app, work.pool)
+                self._keep_gpus(req.request_id, self.state.last_gpu_sets)
                 for op in stmt.commit():
                     self._grant(work, op[0], op[1])
                 return False
@@ -251,6 +261,7 @@ class _Cycle:
             return False
         if placed:
             self.state.place(rows, n, req.shape, req.app, work.pool)
+            self._keep_gpus(req.request_id, self.state.last_gpu_sets)
             self._grant(work, rows, n)
         if placed < want:
             work.reason = explain_filters(self.state, self.cache.refresh(eq), self.plugins)
@@ -268,6 +279,7 @@ class _Cycle:
             work.blocked = "quota"
             return False
         stmt = Statement(self.state)
+        member_sets = []
         for member in work.members:
             eq = self.cache.refresh(self.cache.of(member, pools.gpu_models[work.pool]))
             rows, n = choose_nodes(self.state, eq, member.count, self.plugins.spread_domain)
@@ -279,13 +291,40 @@ class _Cycle:
                                                                                 self.plugins))
                 return False
             stmt.place(rows, n, member.shape, member.app, work.pool)
-        for (rows, n, *_), member in zip(stmt.commit(), work.members):
+            member_sets.append(self.state.last_gpu_sets)
+        for (rows, n, *_), member, sets in zip(stmt.commit(), work.members, member_sets):
+            self._keep_gpus(member.request_id, sets)
             self.chunks.append((member.request_id, member.app, member.first_instance, rows, n))
             k = int(n.sum())
             self.placed += k
             work.granted += k
             work.remaining -= k
         return False
+
+    def _keep_gpus(self, request_id: str, sets_by_row) -> None:
+        """The GPU sets a placement just got (row -> [set per instance]) go to the plan, in
+        instance order; a rolled-back placement never gets here. Called before its grant."""
+        if self.state.gpus is None or not sets_by_row:
+            return
+        for row, sets in sets_by_row.items():
+            self.gpu_sets.setdefault((request_id, int(row)), []).extend(
+                tuple(s) if s is not None else () for s in sets)
+
+    def _step_gpu_sets(self, steps: list) -> dict:
+        """id(step) -> {row: [set]} for the evictor's steps (one instance each): the newest
+        sets of each (app, row), taken in step order."""
+        if self.state.gpus is None or not steps:
+            return {}
+        per_key: dict = {}
+        for step in steps:
+            per_key.setdefault((step.member.app, step.row), []).append(step)
+        out = {}
+        for (app, row), mine in per_key.items():
+            sets = self.state.recent_gpu_sets(app, row, len(mine))
+            if len(sets) == len(mine):
+                for step, chosen in zip(mine, sets):
+                    out[id(step)] = {row: [chosen]}
+        return out
 
     def _grant(self, work: Work, rows, n) -> None:
         req = work.request
@@ -318,8 +357,10 @@ class _Cycle:
             "request_done_at_s": [w.done_at_s for w in self.works],
             "evictions": len(self.evictions),
         }
-        return Plan(self.state.nodes.ids, self.chunks, pending, stats, self.evictions,
+        plan = Plan(self.state.nodes.ids, self.chunks, pending, stats, self.evictions,
                     self.reserver.book.report())
+        plan.gpu_sets = self.gpu_sets
+        return plan
 
 
 def _demand(work: Work) -> "np.ndarray":

@@ -8,13 +8,24 @@ statement and the evictor rely on that to roll back). Evicting a running contain
 Per-app node lists of running containers are resolved lazily, for the apps the cycle
 touches: at a million containers, indexing every app's nodes up front would cost more than
 the cycle.
+
+GPU sets: where a node reported its GPU topology (Nodes.gpus), placing an instance with a
+gpu_share assigns it GPUs in `self.gpus` (a GpuTable, the cycle's working copy) and unplacing
+it releases the most recent ones its app got on that row. Sets are kept per (app, row) with
+the shape object they were placed with: a rollback passes the same shape back, an eviction
+passes a running container's resources, whose GPUs are not known in the cycle (they stay
+held; the instances are owed, and a restore of them takes no new GPUs).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from gaia_master.sfair.model import D, ClusterSnapshot, RunningSummary
+from gaia_master.sfair.gpu_topology import GpuTable, assign, instances_that_fit, release, whole_gpus
+from gaia_master.sfair.model import D, DIM_INDEX, ClusterSnapshot, RunningSummary
 from gaia_master.sfair.pools import PoolTree
+
+
+_SHARE, _MEMORY = DIM_INDEX["gpu_share"], DIM_INDEX["gpu_memory_bytes"]
 
 
 class ClusterState:
@@ -31,6 +42,12 @@ class ClusterState:
         self._app_nodes: dict = {}           # app -> rows placed this cycle before its counts were built
         self._app_counts: dict = {}          # app -> int32[N], built when a spread needs it
         self.changed: list = []              # node rows touched in this cycle, in order
+        per_node = getattr(nodes, "gpus", None)
+        has_topology = per_node is not None and any(g is not None for g in per_node)
+        self.gpus = GpuTable(per_node) if has_topology else None
+        self._gpu_held: dict = {}            # (app, row) -> [[shape, [set or None per instance]]]
+        self._gpu_owed: dict = {}            # (app, row) -> instances unplaced with GPUs unknown
+        self.last_gpu_sets: dict = {}        # row -> [set or None per instance] of the last place
         summary = snapshot.summary or RunningSummary.of(snapshot.running)
         self.summary = summary               # as it was before the cycle: which pools hold containers
         for path, usage in summary.pool_usage.items():
@@ -61,6 +78,57 @@ class ClusterState:
                       else np.zeros(n, dtype=np.int32))
             self._app_counts[app] = counts
         return counts
+
+    def recent_gpu_sets(self, app: str, row: int, count: int) -> list:
+        """The GPU sets of the last `count` instances of `app` placed on `row` (and still
+        placed), oldest first; [] where the row has no topology or nothing was assigned."""
+        out: list = []
+        for _, sets in reversed(self._gpu_held.get((app, row), [])):
+            if len(out) >= count:
+                break
+            out[:0] = sets[max(0, len(sets) - (count - len(out))):]
+        return out
+
+    def _apply_gpus(self, rows, n, shape, app, sign) -> None:
+        share, memory = int(shape[_SHARE]), int(shape[_MEMORY])
+        try:
+            whole_gpus(share)
+        except ValueError:
+            return                           # the gpu-slots filter placed it on no GPU node
+        has = self.gpus.has_gpus
+        for row, k in zip(rows.tolist(), n.tolist()):
+            if k <= 0 or not has[row]:
+                continue
+            node = self.gpus.node(row)
+            key = (app, row)
+            if sign > 0:
+                owed = self._gpu_owed.get(key, 0)
+                if owed:                     # a restored victim: its GPUs never left
+                    back = min(owed, k)
+                    self._gpu_owed[key] = owed - back
+                    k -= back
+                    if not k:
+                        continue
+                # the gpu-slots count said these fit; never raise mid-cycle if they do not
+                sets = assign(node, share, memory, min(k, instances_that_fit(node, share, memory)))
+                sets = sets + [None] * (k - len(sets))
+                self._gpu_held.setdefault(key, []).append([shape, sets])
+                self.last_gpu_sets[row] = list(sets)
+                continue
+            stack = self._gpu_held.get(key)
+            while k and stack and stack[-1][0] is shape:
+                sets = stack[-1][1]
+                take = min(k, len(sets))
+                gone = sets[len(sets) - take:]
+                del sets[len(sets) - take:]
+                release(node, share, memory, [s for s in gone if s is not None])
+                k -= take
+                if not sets:
+                    stack.pop()
+            if stack is not None and not stack:
+                del self._gpu_held[key]
+            if k:                            # a running container evicted: GPUs unknown
+                self._gpu_owed[key] = self._gpu_owed.get(key, 0) + k
 
     def _running_rows(self, app: str) -> list:
         node_ids = self.summary.app_nodes.get(app)
@@ -101,4 +169,9 @@ class ClusterState:
             counts[rows] += sign * n.astype(np.int32)
         else:
             self._app_nodes.setdefault(app, []).extend(np.repeat(rows, n).tolist())
+        if self.gpus is not None:
+            if sign > 0:
+                self.last_gpu_sets = {}
+            if shape[_SHARE] > 0:
+                self._apply_gpus(rows, n, shape, app, sign)
         self.changed.extend(rows.tolist())
