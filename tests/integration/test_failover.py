@@ -98,7 +98,8 @@ def test_leader_kill_loses_nothing_duplicates_nothing_restarts_nothing(make_clus
     assert not [e for e in submitter.errors if "already" in str(e)], submitter.errors
 
     after = wait_for(lambda: (lambda p: p if len(p) == 3 else None)(instance_processes(client, "steady")),
-                     30, what="steady app visible on the new leader")
+                     30, what="steady app visible on the new leader",
+                     on_timeout=lambda: client.call("GetApp", master_pb2.GetAppRequest(name="steady")))
     assert after == before, "a running container was restarted by the failover"
 
 
