@@ -23,7 +23,6 @@ from gaia_master.sfair.model import UNLIMITED
 log = logging.getLogger(__name__)
 DRIVER_LABEL = "gaia.io/driver."      # + name: a label every node offering that driver carries
 GPU_MODEL_LABEL = "gaia.io/gpu-model"
-AM_PRIORITY = 1_000_000               # above every user band: an app without its AM runs nothing
 AM_DRIVER = "process"
 
 
@@ -156,7 +155,8 @@ def _am_request(table, ask, book, pending, wanted):
     rid = f"{ask.app_id}/am"
     driver = LabelConstraint(DRIVER_LABEL + AM_DRIVER, "exists")
     # an app key of its own: the AM shares no spread limit or per-app share with the instances
-    pending.append(PendingRequest(rid, rid, record.spec.pool, AM_PRIORITY, 1, as_vector(ask.shape),
+    # the app's own priority: an AM above every band would preempt other apps' instances
+    pending.append(PendingRequest(rid, rid, record.spec.pool, record.spec.priority, 1, as_vector(ask.shape),
                                   constraints=(driver,), submitted_at=ask.since))
     wanted[rid] = Wanted(ask.app_id, ask.attempt, True, 0, 1, ask.shape, ask)
 
