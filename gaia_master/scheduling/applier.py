@@ -27,7 +27,6 @@ WAITING = "waiting for "              # messages the scheduler owns start with t
 class Applied:
     granted: int = 0
     refused: int = 0                  # grants dropped by the re-check
-    written_txns: int = 0
     messages: int = 0
     evicted: int = 0
 

@@ -3,7 +3,7 @@
 The leader builds a `ClusterSnapshot` from its node view, allocation table, pool store and the
 pending AM requests, asks `Sfair.schedule(snapshot)` for a `Plan`, and applies the plan itself.
 
-Expected mapping from the stored values (the master's side, not done here):
+The mapping from the stored values (done by gaia_master/scheduling/snapshot.py):
 
   NodeInfo.node_id / .capacity / .labels      -> Nodes.ids / .capacity row / .labels
   capacity minus the sum of Allocation.request -> Nodes.allocated row (what is granted already)
