@@ -1,11 +1,25 @@
 from . import types_pb2 as _types_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class InstanceAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INSTANCE_ACTION_UNSPECIFIED: _ClassVar[InstanceAction]
+    INSTANCE_ACTION_STOP: _ClassVar[InstanceAction]
+    INSTANCE_ACTION_START: _ClassVar[InstanceAction]
+    INSTANCE_ACTION_RESTART: _ClassVar[InstanceAction]
+    INSTANCE_ACTION_DELETE: _ClassVar[InstanceAction]
+INSTANCE_ACTION_UNSPECIFIED: InstanceAction
+INSTANCE_ACTION_STOP: InstanceAction
+INSTANCE_ACTION_START: InstanceAction
+INSTANCE_ACTION_RESTART: InstanceAction
+INSTANCE_ACTION_DELETE: InstanceAction
 
 class SubmitAppRequest(_message.Message):
     __slots__ = ("spec", "idempotency_key")
@@ -40,12 +54,14 @@ class ListAppsResponse(_message.Message):
     def __init__(self, apps: _Optional[_Iterable[_Union[AppStatus, _Mapping]]] = ...) -> None: ...
 
 class ScaleAppRequest(_message.Message):
-    __slots__ = ("name", "instances")
+    __slots__ = ("name", "instances", "instance_ids")
     NAME_FIELD_NUMBER: _ClassVar[int]
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_IDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     instances: int
-    def __init__(self, name: _Optional[str] = ..., instances: _Optional[int] = ...) -> None: ...
+    instance_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., instances: _Optional[int] = ..., instance_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class KillAppRequest(_message.Message):
     __slots__ = ("name",)
@@ -106,27 +122,35 @@ class ResolveResponse(_message.Message):
     def __init__(self, endpoints: _Optional[_Iterable[_Union[_types_pb2.ServiceEndpoint, _Mapping]]] = ...) -> None: ...
 
 class InstanceView(_message.Message):
-    __slots__ = ("allocation", "status")
+    __slots__ = ("allocation", "status", "node_lost", "node_draining", "from_status")
     ALLOCATION_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    NODE_LOST_FIELD_NUMBER: _ClassVar[int]
+    NODE_DRAINING_FIELD_NUMBER: _ClassVar[int]
+    FROM_STATUS_FIELD_NUMBER: _ClassVar[int]
     allocation: _types_pb2.Allocation
     status: _types_pb2.ContainerStatus
-    def __init__(self, allocation: _Optional[_Union[_types_pb2.Allocation, _Mapping]] = ..., status: _Optional[_Union[_types_pb2.ContainerStatus, _Mapping]] = ...) -> None: ...
+    node_lost: bool
+    node_draining: bool
+    from_status: _types_pb2.ContainerStatus
+    def __init__(self, allocation: _Optional[_Union[_types_pb2.Allocation, _Mapping]] = ..., status: _Optional[_Union[_types_pb2.ContainerStatus, _Mapping]] = ..., node_lost: _Optional[bool] = ..., node_draining: _Optional[bool] = ..., from_status: _Optional[_Union[_types_pb2.ContainerStatus, _Mapping]] = ...) -> None: ...
 
 class AppStatus(_message.Message):
-    __slots__ = ("app", "instances", "am", "epoch")
+    __slots__ = ("app", "instances", "am", "epoch", "events")
     APP_FIELD_NUMBER: _ClassVar[int]
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
     AM_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
     app: _types_pb2.AppRecord
     instances: _containers.RepeatedCompositeFieldContainer[InstanceView]
     am: InstanceView
     epoch: int
-    def __init__(self, app: _Optional[_Union[_types_pb2.AppRecord, _Mapping]] = ..., instances: _Optional[_Iterable[_Union[InstanceView, _Mapping]]] = ..., am: _Optional[_Union[InstanceView, _Mapping]] = ..., epoch: _Optional[int] = ...) -> None: ...
+    events: _containers.RepeatedCompositeFieldContainer[_types_pb2.AppEvent]
+    def __init__(self, app: _Optional[_Union[_types_pb2.AppRecord, _Mapping]] = ..., instances: _Optional[_Iterable[_Union[InstanceView, _Mapping]]] = ..., am: _Optional[_Union[InstanceView, _Mapping]] = ..., epoch: _Optional[int] = ..., events: _Optional[_Iterable[_Union[_types_pb2.AppEvent, _Mapping]]] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("info", "allocated", "containers", "alive", "used", "running", "events")
+    __slots__ = ("info", "allocated", "containers", "alive", "used", "running", "events", "draining")
     INFO_FIELD_NUMBER: _ClassVar[int]
     ALLOCATED_FIELD_NUMBER: _ClassVar[int]
     CONTAINERS_FIELD_NUMBER: _ClassVar[int]
@@ -134,6 +158,7 @@ class NodeStatus(_message.Message):
     USED_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
     info: _types_pb2.NodeInfo
     allocated: _types_pb2.Resources
     containers: int
@@ -141,7 +166,8 @@ class NodeStatus(_message.Message):
     used: _types_pb2.Resources
     running: _containers.RepeatedCompositeFieldContainer[_types_pb2.ContainerStatus]
     events: _containers.RepeatedCompositeFieldContainer[_types_pb2.NodeEvent]
-    def __init__(self, info: _Optional[_Union[_types_pb2.NodeInfo, _Mapping]] = ..., allocated: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., containers: _Optional[int] = ..., alive: _Optional[bool] = ..., used: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., running: _Optional[_Iterable[_Union[_types_pb2.ContainerStatus, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[_types_pb2.NodeEvent, _Mapping]]] = ...) -> None: ...
+    draining: bool
+    def __init__(self, info: _Optional[_Union[_types_pb2.NodeInfo, _Mapping]] = ..., allocated: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., containers: _Optional[int] = ..., alive: _Optional[bool] = ..., used: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., running: _Optional[_Iterable[_Union[_types_pb2.ContainerStatus, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[_types_pb2.NodeEvent, _Mapping]]] = ..., draining: _Optional[bool] = ...) -> None: ...
 
 class AppLogsRequest(_message.Message):
     __slots__ = ("app", "instance_id", "follow", "tail_bytes")
@@ -212,3 +238,123 @@ class AppStateReport(_message.Message):
     state: _types_pb2.AppState
     message: str
     def __init__(self, app_id: _Optional[str] = ..., attempt: _Optional[int] = ..., state: _Optional[_Union[_types_pb2.AppState, str]] = ..., message: _Optional[str] = ...) -> None: ...
+
+class UpdateAppRequest(_message.Message):
+    __slots__ = ("name", "spec", "instance_ids")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_IDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    spec: _types_pb2.AppSpec
+    instance_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., spec: _Optional[_Union[_types_pb2.AppSpec, _Mapping]] = ..., instance_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RollbackAppRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class InstanceControlRequest(_message.Message):
+    __slots__ = ("name", "action", "instance_ids")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_IDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    action: InstanceAction
+    instance_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., action: _Optional[_Union[InstanceAction, str]] = ..., instance_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListEventsRequest(_message.Message):
+    __slots__ = ("name", "limit", "instance_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    limit: int
+    instance_id: str
+    def __init__(self, name: _Optional[str] = ..., limit: _Optional[int] = ..., instance_id: _Optional[str] = ...) -> None: ...
+
+class ListEventsResponse(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[_types_pb2.AppEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[_types_pb2.AppEvent, _Mapping]]] = ...) -> None: ...
+
+class DrainNodeRequest(_message.Message):
+    __slots__ = ("node_id", "undo")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    UNDO_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    undo: bool
+    def __init__(self, node_id: _Optional[str] = ..., undo: _Optional[bool] = ...) -> None: ...
+
+class WatchAppRequest(_message.Message):
+    __slots__ = ("app_id", "attempt")
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    app_id: str
+    attempt: int
+    def __init__(self, app_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class EventsReport(_message.Message):
+    __slots__ = ("app_id", "attempt", "events")
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    app_id: str
+    attempt: int
+    events: _containers.RepeatedCompositeFieldContainer[_types_pb2.AppEvent]
+    def __init__(self, app_id: _Optional[str] = ..., attempt: _Optional[int] = ..., events: _Optional[_Iterable[_Union[_types_pb2.AppEvent, _Mapping]]] = ...) -> None: ...
+
+class MoveRequest(_message.Message):
+    __slots__ = ("app_id", "attempt", "instance_ids", "keep_old", "cause", "wait_seconds")
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_IDS_FIELD_NUMBER: _ClassVar[int]
+    KEEP_OLD_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    app_id: str
+    attempt: int
+    instance_ids: _containers.RepeatedScalarFieldContainer[str]
+    keep_old: bool
+    cause: str
+    wait_seconds: float
+    def __init__(self, app_id: _Optional[str] = ..., attempt: _Optional[int] = ..., instance_ids: _Optional[_Iterable[str]] = ..., keep_old: _Optional[bool] = ..., cause: _Optional[str] = ..., wait_seconds: _Optional[float] = ...) -> None: ...
+
+class InstanceVersionsRequest(_message.Message):
+    __slots__ = ("app_id", "attempt", "instance_ids", "version")
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_IDS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    app_id: str
+    attempt: int
+    instance_ids: _containers.RepeatedScalarFieldContainer[str]
+    version: int
+    def __init__(self, app_id: _Optional[str] = ..., attempt: _Optional[int] = ..., instance_ids: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class RolloutReport(_message.Message):
+    __slots__ = ("app_id", "attempt", "state", "message")
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    app_id: str
+    attempt: int
+    state: str
+    message: str
+    def __init__(self, app_id: _Optional[str] = ..., attempt: _Optional[int] = ..., state: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class AutoscaleRequest(_message.Message):
+    __slots__ = ("app_id", "attempt", "instances", "reason")
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    app_id: str
+    attempt: int
+    instances: int
+    reason: str
+    def __init__(self, app_id: _Optional[str] = ..., attempt: _Optional[int] = ..., instances: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...

@@ -80,6 +80,31 @@ class MasterStub:
                 request_serializer=master__pb2.AppLogsRequest.SerializeToString,
                 response_deserializer=types__pb2.LogChunk.FromString,
                 _registered_method=True)
+        self.UpdateApp = channel.unary_unary(
+                '/gaia.v1.Master/UpdateApp',
+                request_serializer=master__pb2.UpdateAppRequest.SerializeToString,
+                response_deserializer=master__pb2.AppStatus.FromString,
+                _registered_method=True)
+        self.RollbackApp = channel.unary_unary(
+                '/gaia.v1.Master/RollbackApp',
+                request_serializer=master__pb2.RollbackAppRequest.SerializeToString,
+                response_deserializer=master__pb2.AppStatus.FromString,
+                _registered_method=True)
+        self.ControlInstances = channel.unary_unary(
+                '/gaia.v1.Master/ControlInstances',
+                request_serializer=master__pb2.InstanceControlRequest.SerializeToString,
+                response_deserializer=master__pb2.AppStatus.FromString,
+                _registered_method=True)
+        self.ListEvents = channel.unary_unary(
+                '/gaia.v1.Master/ListEvents',
+                request_serializer=master__pb2.ListEventsRequest.SerializeToString,
+                response_deserializer=master__pb2.ListEventsResponse.FromString,
+                _registered_method=True)
+        self.DrainNode = channel.unary_unary(
+                '/gaia.v1.Master/DrainNode',
+                request_serializer=master__pb2.DrainNodeRequest.SerializeToString,
+                response_deserializer=master__pb2.NodeStatus.FromString,
+                _registered_method=True)
         self.CreatePool = channel.unary_unary(
                 '/gaia.v1.Master/CreatePool',
                 request_serializer=master__pb2.PoolRequest.SerializeToString,
@@ -118,6 +143,41 @@ class MasterStub:
         self.ReportAppState = channel.unary_unary(
                 '/gaia.v1.Master/ReportAppState',
                 request_serializer=master__pb2.AppStateReport.SerializeToString,
+                response_deserializer=master__pb2.AppStatus.FromString,
+                _registered_method=True)
+        self.WatchApp = channel.unary_stream(
+                '/gaia.v1.Master/WatchApp',
+                request_serializer=master__pb2.WatchAppRequest.SerializeToString,
+                response_deserializer=master__pb2.AppStatus.FromString,
+                _registered_method=True)
+        self.RecordEvents = channel.unary_unary(
+                '/gaia.v1.Master/RecordEvents',
+                request_serializer=master__pb2.EventsReport.SerializeToString,
+                response_deserializer=master__pb2.AppStatus.FromString,
+                _registered_method=True)
+        self.MoveInstances = channel.unary_unary(
+                '/gaia.v1.Master/MoveInstances',
+                request_serializer=master__pb2.MoveRequest.SerializeToString,
+                response_deserializer=master__pb2.Grants.FromString,
+                _registered_method=True)
+        self.FinishMoves = channel.unary_unary(
+                '/gaia.v1.Master/FinishMoves',
+                request_serializer=master__pb2.ReleaseRequest.SerializeToString,
+                response_deserializer=master__pb2.AppStatus.FromString,
+                _registered_method=True)
+        self.SetInstanceVersions = channel.unary_unary(
+                '/gaia.v1.Master/SetInstanceVersions',
+                request_serializer=master__pb2.InstanceVersionsRequest.SerializeToString,
+                response_deserializer=master__pb2.AppStatus.FromString,
+                _registered_method=True)
+        self.ReportRollout = channel.unary_unary(
+                '/gaia.v1.Master/ReportRollout',
+                request_serializer=master__pb2.RolloutReport.SerializeToString,
+                response_deserializer=master__pb2.AppStatus.FromString,
+                _registered_method=True)
+        self.AutoscaleApp = channel.unary_unary(
+                '/gaia.v1.Master/AutoscaleApp',
+                request_serializer=master__pb2.AutoscaleRequest.SerializeToString,
                 response_deserializer=master__pb2.AppStatus.FromString,
                 _registered_method=True)
 
@@ -180,6 +240,37 @@ class MasterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateApp(self, request, context):
+        """a rolling update (or a canary)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackApp(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ControlInstances(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEvents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DrainNode(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreatePool(self, request, context):
         """Operators: resource pools
         """
@@ -226,6 +317,53 @@ class MasterServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReportAppState(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchApp(self, request, context):
+        """The app's status now and after every change to it (its record, allocations, containers).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordEvents(self, request, context):
+        """Record what the AM did (restarts, moves...); a restart not caused by the platform is
+        charged to its instance's retry counter in the same write.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MoveInstances(self, request, context):
+        """re-place instances elsewhere
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinishMoves(self, request, context):
+        """the old copies are stopped
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetInstanceVersions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportRollout(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AutoscaleApp(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -279,6 +417,31 @@ def add_MasterServicer_to_server(servicer, server):
                     request_deserializer=master__pb2.AppLogsRequest.FromString,
                     response_serializer=types__pb2.LogChunk.SerializeToString,
             ),
+            'UpdateApp': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateApp,
+                    request_deserializer=master__pb2.UpdateAppRequest.FromString,
+                    response_serializer=master__pb2.AppStatus.SerializeToString,
+            ),
+            'RollbackApp': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackApp,
+                    request_deserializer=master__pb2.RollbackAppRequest.FromString,
+                    response_serializer=master__pb2.AppStatus.SerializeToString,
+            ),
+            'ControlInstances': grpc.unary_unary_rpc_method_handler(
+                    servicer.ControlInstances,
+                    request_deserializer=master__pb2.InstanceControlRequest.FromString,
+                    response_serializer=master__pb2.AppStatus.SerializeToString,
+            ),
+            'ListEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEvents,
+                    request_deserializer=master__pb2.ListEventsRequest.FromString,
+                    response_serializer=master__pb2.ListEventsResponse.SerializeToString,
+            ),
+            'DrainNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainNode,
+                    request_deserializer=master__pb2.DrainNodeRequest.FromString,
+                    response_serializer=master__pb2.NodeStatus.SerializeToString,
+            ),
             'CreatePool': grpc.unary_unary_rpc_method_handler(
                     servicer.CreatePool,
                     request_deserializer=master__pb2.PoolRequest.FromString,
@@ -317,6 +480,41 @@ def add_MasterServicer_to_server(servicer, server):
             'ReportAppState': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportAppState,
                     request_deserializer=master__pb2.AppStateReport.FromString,
+                    response_serializer=master__pb2.AppStatus.SerializeToString,
+            ),
+            'WatchApp': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchApp,
+                    request_deserializer=master__pb2.WatchAppRequest.FromString,
+                    response_serializer=master__pb2.AppStatus.SerializeToString,
+            ),
+            'RecordEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordEvents,
+                    request_deserializer=master__pb2.EventsReport.FromString,
+                    response_serializer=master__pb2.AppStatus.SerializeToString,
+            ),
+            'MoveInstances': grpc.unary_unary_rpc_method_handler(
+                    servicer.MoveInstances,
+                    request_deserializer=master__pb2.MoveRequest.FromString,
+                    response_serializer=master__pb2.Grants.SerializeToString,
+            ),
+            'FinishMoves': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinishMoves,
+                    request_deserializer=master__pb2.ReleaseRequest.FromString,
+                    response_serializer=master__pb2.AppStatus.SerializeToString,
+            ),
+            'SetInstanceVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetInstanceVersions,
+                    request_deserializer=master__pb2.InstanceVersionsRequest.FromString,
+                    response_serializer=master__pb2.AppStatus.SerializeToString,
+            ),
+            'ReportRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportRollout,
+                    request_deserializer=master__pb2.RolloutReport.FromString,
+                    response_serializer=master__pb2.AppStatus.SerializeToString,
+            ),
+            'AutoscaleApp': grpc.unary_unary_rpc_method_handler(
+                    servicer.AutoscaleApp,
+                    request_deserializer=master__pb2.AutoscaleRequest.FromString,
                     response_serializer=master__pb2.AppStatus.SerializeToString,
             ),
     }
@@ -574,6 +772,141 @@ class Master:
             _registered_method=True)
 
     @staticmethod
+    def UpdateApp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/UpdateApp',
+            master__pb2.UpdateAppRequest.SerializeToString,
+            master__pb2.AppStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackApp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/RollbackApp',
+            master__pb2.RollbackAppRequest.SerializeToString,
+            master__pb2.AppStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ControlInstances(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/ControlInstances',
+            master__pb2.InstanceControlRequest.SerializeToString,
+            master__pb2.AppStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/ListEvents',
+            master__pb2.ListEventsRequest.SerializeToString,
+            master__pb2.ListEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/DrainNode',
+            master__pb2.DrainNodeRequest.SerializeToString,
+            master__pb2.NodeStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CreatePool(request,
             target,
             options=(),
@@ -778,6 +1111,195 @@ class Master:
             target,
             '/gaia.v1.Master/ReportAppState',
             master__pb2.AppStateReport.SerializeToString,
+            master__pb2.AppStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchApp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/gaia.v1.Master/WatchApp',
+            master__pb2.WatchAppRequest.SerializeToString,
+            master__pb2.AppStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/RecordEvents',
+            master__pb2.EventsReport.SerializeToString,
+            master__pb2.AppStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MoveInstances(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/MoveInstances',
+            master__pb2.MoveRequest.SerializeToString,
+            master__pb2.Grants.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishMoves(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/FinishMoves',
+            master__pb2.ReleaseRequest.SerializeToString,
+            master__pb2.AppStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetInstanceVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/SetInstanceVersions',
+            master__pb2.InstanceVersionsRequest.SerializeToString,
+            master__pb2.AppStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/ReportRollout',
+            master__pb2.RolloutReport.SerializeToString,
+            master__pb2.AppStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AutoscaleApp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/AutoscaleApp',
+            master__pb2.AutoscaleRequest.SerializeToString,
             master__pb2.AppStatus.FromString,
             options,
             channel_credentials,

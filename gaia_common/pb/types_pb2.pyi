@@ -89,7 +89,7 @@ class Port(_message.Message):
     def __init__(self, name: _Optional[str] = ..., container_port: _Optional[int] = ..., protocol: _Optional[str] = ...) -> None: ...
 
 class AppSpec(_message.Message):
-    __slots__ = ("name", "pool", "priority", "instances", "kind", "driver", "command", "image", "env", "resources", "ports", "retry_times", "migrate_times", "workdir", "network", "gang", "constraints", "gpu_model", "max_per_node", "spread_by", "max_per_domain")
+    __slots__ = ("name", "pool", "priority", "instances", "kind", "driver", "command", "image", "env", "resources", "ports", "retry_times", "migrate_times", "workdir", "network", "gang", "constraints", "gpu_model", "max_per_node", "spread_by", "max_per_domain", "health_check", "autoscale", "update", "am_attempts", "on_partition")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +118,11 @@ class AppSpec(_message.Message):
     MAX_PER_NODE_FIELD_NUMBER: _ClassVar[int]
     SPREAD_BY_FIELD_NUMBER: _ClassVar[int]
     MAX_PER_DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_CHECK_FIELD_NUMBER: _ClassVar[int]
+    AUTOSCALE_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_FIELD_NUMBER: _ClassVar[int]
+    AM_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    ON_PARTITION_FIELD_NUMBER: _ClassVar[int]
     name: str
     pool: str
     priority: int
@@ -139,7 +144,94 @@ class AppSpec(_message.Message):
     max_per_node: int
     spread_by: str
     max_per_domain: int
-    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., priority: _Optional[int] = ..., instances: _Optional[int] = ..., kind: _Optional[_Union[AppKind, str]] = ..., driver: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., retry_times: _Optional[int] = ..., migrate_times: _Optional[int] = ..., workdir: _Optional[str] = ..., network: _Optional[str] = ..., gang: _Optional[int] = ..., constraints: _Optional[_Iterable[_Union[Constraint, _Mapping]]] = ..., gpu_model: _Optional[str] = ..., max_per_node: _Optional[int] = ..., spread_by: _Optional[str] = ..., max_per_domain: _Optional[int] = ...) -> None: ...
+    health_check: HealthCheck
+    autoscale: Autoscale
+    update: UpdatePolicy
+    am_attempts: int
+    on_partition: str
+    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., priority: _Optional[int] = ..., instances: _Optional[int] = ..., kind: _Optional[_Union[AppKind, str]] = ..., driver: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., retry_times: _Optional[int] = ..., migrate_times: _Optional[int] = ..., workdir: _Optional[str] = ..., network: _Optional[str] = ..., gang: _Optional[int] = ..., constraints: _Optional[_Iterable[_Union[Constraint, _Mapping]]] = ..., gpu_model: _Optional[str] = ..., max_per_node: _Optional[int] = ..., spread_by: _Optional[str] = ..., max_per_domain: _Optional[int] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., autoscale: _Optional[_Union[Autoscale, _Mapping]] = ..., update: _Optional[_Union[UpdatePolicy, _Mapping]] = ..., am_attempts: _Optional[int] = ..., on_partition: _Optional[str] = ...) -> None: ...
+
+class HealthCheck(_message.Message):
+    __slots__ = ("kind", "port", "path", "command", "interval_seconds", "timeout_seconds", "failure_threshold", "initial_delay_seconds")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_DELAY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    port: str
+    path: str
+    command: _containers.RepeatedScalarFieldContainer[str]
+    interval_seconds: float
+    timeout_seconds: float
+    failure_threshold: int
+    initial_delay_seconds: float
+    def __init__(self, kind: _Optional[str] = ..., port: _Optional[str] = ..., path: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., interval_seconds: _Optional[float] = ..., timeout_seconds: _Optional[float] = ..., failure_threshold: _Optional[int] = ..., initial_delay_seconds: _Optional[float] = ...) -> None: ...
+
+class Autoscale(_message.Message):
+    __slots__ = ("min", "max", "metric", "target", "cooldown_seconds")
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    COOLDOWN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    min: int
+    max: int
+    metric: str
+    target: float
+    cooldown_seconds: float
+    def __init__(self, min: _Optional[int] = ..., max: _Optional[int] = ..., metric: _Optional[str] = ..., target: _Optional[float] = ..., cooldown_seconds: _Optional[float] = ...) -> None: ...
+
+class UpdatePolicy(_message.Message):
+    __slots__ = ("max_unavailable", "health_gate_seconds", "gate_timeout_seconds", "no_rollback")
+    MAX_UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_GATE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    GATE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    NO_ROLLBACK_FIELD_NUMBER: _ClassVar[int]
+    max_unavailable: int
+    health_gate_seconds: float
+    gate_timeout_seconds: float
+    no_rollback: bool
+    def __init__(self, max_unavailable: _Optional[int] = ..., health_gate_seconds: _Optional[float] = ..., gate_timeout_seconds: _Optional[float] = ..., no_rollback: _Optional[bool] = ...) -> None: ...
+
+class Rollout(_message.Message):
+    __slots__ = ("to_version", "from_version", "instance_ids", "state", "message", "started_at")
+    TO_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_IDS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    to_version: int
+    from_version: int
+    instance_ids: _containers.RepeatedScalarFieldContainer[str]
+    state: str
+    message: str
+    started_at: float
+    def __init__(self, to_version: _Optional[int] = ..., from_version: _Optional[int] = ..., instance_ids: _Optional[_Iterable[str]] = ..., state: _Optional[str] = ..., message: _Optional[str] = ..., started_at: _Optional[float] = ...) -> None: ...
+
+class AppEvent(_message.Message):
+    __slots__ = ("at", "kind", "instance_id", "cause", "message", "platform", "am_attempt", "seq")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    AM_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    at: float
+    kind: str
+    instance_id: str
+    cause: str
+    message: str
+    platform: bool
+    am_attempt: int
+    seq: int
+    def __init__(self, at: _Optional[float] = ..., kind: _Optional[str] = ..., instance_id: _Optional[str] = ..., cause: _Optional[str] = ..., message: _Optional[str] = ..., platform: _Optional[bool] = ..., am_attempt: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class Constraint(_message.Message):
     __slots__ = ("label", "op", "values")
@@ -172,7 +264,14 @@ class Pool(_message.Message):
     def __init__(self, path: _Optional[str] = ..., weight: _Optional[float] = ..., min: _Optional[_Union[Resources, _Mapping]] = ..., max: _Optional[_Union[Resources, _Mapping]] = ..., gpu_models: _Optional[_Iterable[str]] = ..., max_gpus: _Optional[int] = ..., epoch: _Optional[int] = ..., updated_unix_ms: _Optional[int] = ...) -> None: ...
 
 class AppRecord(_message.Message):
-    __slots__ = ("app_id", "spec", "state", "message", "am_attempt", "created_unix_ms", "epoch", "idempotency_key", "next_instance")
+    __slots__ = ("app_id", "spec", "state", "message", "am_attempt", "created_unix_ms", "epoch", "idempotency_key", "next_instance", "version", "versions", "rollout", "previous_version", "remove_instances", "next_event")
+    class VersionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: AppSpec
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[_Union[AppSpec, _Mapping]] = ...) -> None: ...
     APP_ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -182,6 +281,12 @@ class AppRecord(_message.Message):
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     NEXT_INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_EVENT_FIELD_NUMBER: _ClassVar[int]
     app_id: str
     spec: AppSpec
     state: AppState
@@ -191,10 +296,16 @@ class AppRecord(_message.Message):
     epoch: int
     idempotency_key: str
     next_instance: int
-    def __init__(self, app_id: _Optional[str] = ..., spec: _Optional[_Union[AppSpec, _Mapping]] = ..., state: _Optional[_Union[AppState, str]] = ..., message: _Optional[str] = ..., am_attempt: _Optional[int] = ..., created_unix_ms: _Optional[int] = ..., epoch: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., next_instance: _Optional[int] = ...) -> None: ...
+    version: int
+    versions: _containers.MessageMap[int, AppSpec]
+    rollout: Rollout
+    previous_version: int
+    remove_instances: _containers.RepeatedScalarFieldContainer[str]
+    next_event: int
+    def __init__(self, app_id: _Optional[str] = ..., spec: _Optional[_Union[AppSpec, _Mapping]] = ..., state: _Optional[_Union[AppState, str]] = ..., message: _Optional[str] = ..., am_attempt: _Optional[int] = ..., created_unix_ms: _Optional[int] = ..., epoch: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., next_instance: _Optional[int] = ..., version: _Optional[int] = ..., versions: _Optional[_Mapping[int, AppSpec]] = ..., rollout: _Optional[_Union[Rollout, _Mapping]] = ..., previous_version: _Optional[int] = ..., remove_instances: _Optional[_Iterable[str]] = ..., next_event: _Optional[int] = ...) -> None: ...
 
 class Allocation(_message.Message):
-    __slots__ = ("app_id", "instance_id", "node_id", "node_address", "request", "is_am", "epoch", "attempt", "gpu_indices")
+    __slots__ = ("app_id", "instance_id", "node_id", "node_address", "request", "is_am", "epoch", "attempt", "gpu_indices", "version", "stopped", "restart_from", "migrations", "from_node_id", "from_node_address", "charged")
     APP_ID_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -204,6 +315,13 @@ class Allocation(_message.Message):
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     GPU_INDICES_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STOPPED_FIELD_NUMBER: _ClassVar[int]
+    RESTART_FROM_FIELD_NUMBER: _ClassVar[int]
+    MIGRATIONS_FIELD_NUMBER: _ClassVar[int]
+    FROM_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_NODE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CHARGED_FIELD_NUMBER: _ClassVar[int]
     app_id: str
     instance_id: str
     node_id: str
@@ -213,10 +331,17 @@ class Allocation(_message.Message):
     epoch: int
     attempt: int
     gpu_indices: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, app_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., node_id: _Optional[str] = ..., node_address: _Optional[str] = ..., request: _Optional[_Union[Resources, _Mapping]] = ..., is_am: _Optional[bool] = ..., epoch: _Optional[int] = ..., attempt: _Optional[int] = ..., gpu_indices: _Optional[_Iterable[int]] = ...) -> None: ...
+    version: int
+    stopped: bool
+    restart_from: int
+    migrations: int
+    from_node_id: str
+    from_node_address: str
+    charged: int
+    def __init__(self, app_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., node_id: _Optional[str] = ..., node_address: _Optional[str] = ..., request: _Optional[_Union[Resources, _Mapping]] = ..., is_am: _Optional[bool] = ..., epoch: _Optional[int] = ..., attempt: _Optional[int] = ..., gpu_indices: _Optional[_Iterable[int]] = ..., version: _Optional[int] = ..., stopped: _Optional[bool] = ..., restart_from: _Optional[int] = ..., migrations: _Optional[int] = ..., from_node_id: _Optional[str] = ..., from_node_address: _Optional[str] = ..., charged: _Optional[int] = ...) -> None: ...
 
 class ContainerSpec(_message.Message):
-    __slots__ = ("container_id", "app_id", "app_name", "instance_id", "driver", "command", "image", "env", "resources", "ports", "host_network", "workdir", "cluster", "is_am", "priority", "namespaces")
+    __slots__ = ("container_id", "app_id", "app_name", "instance_id", "driver", "command", "image", "env", "resources", "ports", "host_network", "workdir", "cluster", "is_am", "priority", "namespaces", "version", "health_check", "stop_on_partition")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -240,6 +365,9 @@ class ContainerSpec(_message.Message):
     IS_AM_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     NAMESPACES_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_CHECK_FIELD_NUMBER: _ClassVar[int]
+    STOP_ON_PARTITION_FIELD_NUMBER: _ClassVar[int]
     container_id: str
     app_id: str
     app_name: str
@@ -256,10 +384,13 @@ class ContainerSpec(_message.Message):
     is_am: bool
     priority: int
     namespaces: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, container_id: _Optional[str] = ..., app_id: _Optional[str] = ..., app_name: _Optional[str] = ..., instance_id: _Optional[str] = ..., driver: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., host_network: _Optional[bool] = ..., workdir: _Optional[str] = ..., cluster: _Optional[str] = ..., is_am: _Optional[bool] = ..., priority: _Optional[int] = ..., namespaces: _Optional[_Iterable[str]] = ...) -> None: ...
+    version: int
+    health_check: HealthCheck
+    stop_on_partition: bool
+    def __init__(self, container_id: _Optional[str] = ..., app_id: _Optional[str] = ..., app_name: _Optional[str] = ..., instance_id: _Optional[str] = ..., driver: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., host_network: _Optional[bool] = ..., workdir: _Optional[str] = ..., cluster: _Optional[str] = ..., is_am: _Optional[bool] = ..., priority: _Optional[int] = ..., namespaces: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., stop_on_partition: _Optional[bool] = ...) -> None: ...
 
 class ContainerStatus(_message.Message):
-    __slots__ = ("container_id", "app_id", "instance_id", "node_id", "state", "pid", "started_at", "exit_code", "host_ip", "host_ports", "message", "finished_at", "app_name", "platform_reason", "usage", "container_ip")
+    __slots__ = ("container_id", "app_id", "instance_id", "node_id", "state", "pid", "started_at", "exit_code", "host_ip", "host_ports", "message", "finished_at", "app_name", "platform_reason", "usage", "container_ip", "version", "health")
     class HostPortsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -283,6 +414,8 @@ class ContainerStatus(_message.Message):
     PLATFORM_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_IP_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
     container_id: str
     app_id: str
     instance_id: str
@@ -299,7 +432,9 @@ class ContainerStatus(_message.Message):
     platform_reason: str
     usage: Resources
     container_ip: str
-    def __init__(self, container_id: _Optional[str] = ..., app_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., node_id: _Optional[str] = ..., state: _Optional[_Union[ContainerState, str]] = ..., pid: _Optional[int] = ..., started_at: _Optional[float] = ..., exit_code: _Optional[int] = ..., host_ip: _Optional[str] = ..., host_ports: _Optional[_Mapping[str, int]] = ..., message: _Optional[str] = ..., finished_at: _Optional[float] = ..., app_name: _Optional[str] = ..., platform_reason: _Optional[str] = ..., usage: _Optional[_Union[Resources, _Mapping]] = ..., container_ip: _Optional[str] = ...) -> None: ...
+    version: int
+    health: str
+    def __init__(self, container_id: _Optional[str] = ..., app_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., node_id: _Optional[str] = ..., state: _Optional[_Union[ContainerState, str]] = ..., pid: _Optional[int] = ..., started_at: _Optional[float] = ..., exit_code: _Optional[int] = ..., host_ip: _Optional[str] = ..., host_ports: _Optional[_Mapping[str, int]] = ..., message: _Optional[str] = ..., finished_at: _Optional[float] = ..., app_name: _Optional[str] = ..., platform_reason: _Optional[str] = ..., usage: _Optional[_Union[Resources, _Mapping]] = ..., container_ip: _Optional[str] = ..., version: _Optional[int] = ..., health: _Optional[str] = ...) -> None: ...
 
 class NodeEvent(_message.Message):
     __slots__ = ("at", "kind", "container_id", "message")
@@ -324,7 +459,7 @@ class LogChunk(_message.Message):
     def __init__(self, stream: _Optional[str] = ..., data: _Optional[bytes] = ..., container_id: _Optional[str] = ...) -> None: ...
 
 class ServiceEndpoint(_message.Message):
-    __slots__ = ("app", "instance_id", "host", "ports", "node_id", "container_id")
+    __slots__ = ("app", "instance_id", "host", "ports", "node_id", "container_id", "health")
     class PortsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -338,13 +473,15 @@ class ServiceEndpoint(_message.Message):
     PORTS_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
     app: str
     instance_id: str
     host: str
     ports: _containers.ScalarMap[str, int]
     node_id: str
     container_id: str
-    def __init__(self, app: _Optional[str] = ..., instance_id: _Optional[str] = ..., host: _Optional[str] = ..., ports: _Optional[_Mapping[str, int]] = ..., node_id: _Optional[str] = ..., container_id: _Optional[str] = ...) -> None: ...
+    health: str
+    def __init__(self, app: _Optional[str] = ..., instance_id: _Optional[str] = ..., host: _Optional[str] = ..., ports: _Optional[_Mapping[str, int]] = ..., node_id: _Optional[str] = ..., container_id: _Optional[str] = ..., health: _Optional[str] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
     __slots__ = ("node_id", "address", "host_ip", "capacity", "labels", "registered_at", "version", "drivers", "gpu_sharing", "gpus")
