@@ -10,6 +10,9 @@ import click
 from gaia_common import __version__
 from gaia_cli.commands import (apps, bench, cluster, daemons, dev, logs, masters, nodes, pool, resolve,
                                status, submit)
+from gaia_cli.commands import instance
+from gaia_cli.commands import rollout
+from gaia_cli.commands import events
 from gaia_cli.context import Context
 from gaia_cli.errors import translate
 
@@ -22,9 +25,17 @@ COMMANDS = [
     ("kill", apps.kill),
     ("resolve", resolve.resolve),
     ("logs", logs.logs),
+    ("events", events.events),
+    ("update", rollout.update),
+    ("rollback", rollout.rollback),
+    ("instance stop", instance.stop),
+    ("instance start", instance.start),
+    ("instance restart", instance.restart),
+    ("instance delete", instance.delete),
     # the cluster's machinery
     ("nodes", nodes.list_nodes),
     ("node show", nodes.show),
+    ("node drain", nodes.drain),
     ("masters", masters.masters),
     ("pool create", pool.create),
     ("pool update", pool.update),
@@ -46,11 +57,13 @@ COMMANDS = [
     ("bench failover", bench.failover),
     ("bench node", bench.node),
     ("bench scheduler", bench.scheduler),
+    ("bench recovery", bench.recovery),
 ]
 
 GROUP_HELP = {
     "node": "One node: show it, or run a node manager.",
     "master": "Run a master replica.",
+    "instance": "Control chosen instances of an application: stop, start, restart, delete.",
     "pool": "Resource pools: a tree by path (ads/ranking/online) with weights and quotas.",
     "cluster": "Cluster names in the client config. The file is ~/.gaia/config.yaml, or $GAIA_CONFIG.",
     "bench": "Benchmarks. Each runs on a private local cluster and prints its figures.",

@@ -4,6 +4,7 @@ Used by the CLI, ApplicationMasters and users' programs. It reads only the maste
 from etcd; everything else goes through the master's gRPC API.
 """
 import random
+import threading
 import time
 
 import grpc
@@ -38,6 +39,7 @@ class MasterClient:
         self.retry_for = retry_for
         self._leader = ""
         self._channels = {}
+        self._lock = threading.Lock()
 
     @classmethod
     def for_cluster(cls, name: str, **kwargs) -> "MasterClient":
@@ -70,9 +72,10 @@ class MasterClient:
         return self.static_masters
 
     def _stub(self, address: str):
-        if address not in self._channels:
-            self._channels[address] = rpc.channel(address)
-        return master_pb2_grpc.MasterStub(self._channels[address])
+        with self._lock:   # an AM calls from several threads (its loop, its watch, its events)
+            if address not in self._channels:
+                self._channels[address] = rpc.channel(address)
+            return master_pb2_grpc.MasterStub(self._channels[address])
 
     def call(self, method: str, request, timeout: float = None):
         """Call `method` on the leader; follow redirects and retry through failovers.
@@ -81,12 +84,14 @@ class MasterClient:
         """
         return self._on_leader(lambda stub: getattr(stub, method)(request, timeout=timeout or self.deadline))
 
-    def stream(self, method: str, request, timeout: float = None):
-        """Iterate a server-streaming `method` on the leader. Redirects and failovers are
-        followed until the first message arrives; after that an error ends the stream
-        (resuming a half-read stream could repeat what was already yielded)."""
-        def open_stream(stub):
+    def open_stream(self, method: str, request, timeout: float = None, on_call=None):
+        """Open a server-streaming `method` on the leader and read its first message, following
+        redirects and failovers: (call, [first message] or []). `on_call(call)` sees every call
+        as it is made, so another thread can cancel one that hangs (a paused master)."""
+        def open_one(stub):
             call = getattr(stub, method)(request, timeout=timeout)
+            if on_call is not None:
+                on_call(call)
             try:
                 return call, [next(call)]
             except StopIteration:
@@ -95,7 +100,13 @@ class MasterClient:
                 call.cancel()
                 raise
 
-        call, head = self._on_leader(open_stream)
+        return self._on_leader(open_one)
+
+    def stream(self, method: str, request, timeout: float = None):
+        """Iterate a server-streaming `method` on the leader. Redirects and failovers are
+        followed until the first message arrives; after that an error ends the stream
+        (resuming a half-read stream could repeat what was already yielded)."""
+        call, head = self.open_stream(method, request, timeout)
         try:
             yield from head
             yield from call

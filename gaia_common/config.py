@@ -40,6 +40,9 @@ class NodeConfig:
     cgroup_root: str = "/sys/fs/cgroup"
     cgroup_parent: str = "gaia"
     lease_ttl: int = 3
+    # seconds a node that cannot renew its lease keeps running the containers whose spec says
+    # stop_on_partition; then it stops them (the others keep running). 0 = 2 * lease_ttl.
+    partition_grace: float = 0.0
     labels: dict = dataclasses.field(default_factory=dict)
     capacity: dict = dataclasses.field(default_factory=dict)   # overrides of what psutil reports
     port_range: list = dataclasses.field(default_factory=lambda: [20000, 32767])

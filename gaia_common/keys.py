@@ -7,6 +7,8 @@ invents paths of its own. Who writes each prefix (one writer per key):
   apps/<name>                the leader (fenced)
   idempotency/<key>          the leader (fenced), same transaction as the app
   allocations/<app_id>/<instance_id>   the leader (fenced)
+  events/<app_id>/<seq:020d>           the leader (fenced, with the record's next_event)
+  events/<app_id>/charged/<instance_id>  the leader: the last container charged to retry_times
   pools/<path>               the leader (fenced); path is a/b/c, so a pool's children share its prefix
   nodes/<node_id>            that node (bound to its lease)
   containers/<app_id>/<container_id>   the node running it (bound to its lease)
@@ -67,6 +69,17 @@ class Keys:
     def allocation(self, app_id: str, instance_id: str) -> str:
         return f"{self.allocations}{app_id}/{instance_id}"
 
+    # events of an app: seqs zero-padded so key order is seq order; the charge markers sort
+    # after every seq ('c' > '9'), so a range of seqs never includes them
+    def app_events(self, app_id: str) -> str:
+        return f"{self.root}events/{app_id}/"
+
+    def event(self, app_id: str, seq: int) -> str:
+        return f"{self.app_events(app_id)}{seq:020d}"
+
+    def charged(self, app_id: str, instance_id: str) -> str:
+        return f"{self.app_events(app_id)}charged/{instance_id}"
+
     # resource pools
     @property
     def pools(self) -> str:
@@ -74,6 +87,14 @@ class Keys:
 
     def pool(self, path: str) -> str:
         return self.pools + path
+
+    # drained nodes: written by the leader, one key per node (the node's own key is the node's)
+    @property
+    def drains(self) -> str:
+        return self.root + "drains/"
+
+    def drain(self, node_id: str) -> str:
+        return self.drains + node_id
 
     # nodes
     @property

@@ -3,6 +3,7 @@
 Validation happens in the CLI (early, friendly) and again in the master (authoritative):
 the master never stores a spec that `validate` rejects.
 """
+import contextlib
 import re
 import shlex
 
@@ -38,7 +39,8 @@ RESOURCE_FIELDS = {
 UNCAPPED_BY_DEFAULT = {"cpu"}
 TOP_FIELDS = {"name", "pool", "priority", "instances", "kind", "driver", "command", "image",
               "env", "resources", "ports", "retry_times", "migrate_times", "workdir", "network",
-              "gang", "constraints", "gpu_model", "max_per_node", "spread_by", "max_per_domain"}
+              "gang", "constraints", "gpu_model", "max_per_node", "spread_by", "max_per_domain",
+              "health_check", "autoscale", "update", "am_attempts", "on_partition"}
 NETWORKS = ("", "namespace", "host")    # "" = namespace: an instance's own network namespace
 # node labels as constraints and spread_by name them: like Kubernetes label keys, optionally prefixed
 LABEL = re.compile(r"^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
@@ -91,12 +93,15 @@ def from_dict(doc) -> types_pb2.AppSpec:
         max_per_node=_int(doc, "max_per_node", 0, 0, MAX_INSTANCES),
         spread_by=_text(doc, "spread_by"),
         max_per_domain=_int(doc, "max_per_domain", 0, 0, MAX_INSTANCES),
+        am_attempts=_int(doc, "am_attempts", 0, 0, MAX_AM_ATTEMPTS),
+        on_partition=_text(doc, "on_partition"),
     )
     spec.constraints.extend(_constraints(doc.get("constraints")))
     spec.command.extend(_command(doc.get("command")))
     spec.env.update(_env(doc.get("env")))
     spec.resources.CopyFrom(_requirements(doc.get("resources")))
     spec.ports.extend(_ports(doc.get("ports")))
+    _am_sections(spec, doc)
     validate(spec)
     return spec
 
@@ -130,6 +135,7 @@ def validate(spec: types_pb2.AppSpec) -> types_pb2.AppSpec:
     validate_requirements(spec.resources)
     _validate_ports(spec.ports)
     _validate_placement(spec)
+    _validate_am(spec)
     return spec
 
 
@@ -336,6 +342,180 @@ def _validate_ports(ports):
             raise SpecError(f"ports[{i}].port", f"{p.container_port} is not a port number")
         if p.protocol not in ("tcp", "udp"):
             raise SpecError(f"ports[{i}].protocol", "must be tcp or udp")
+
+
+# ---- ApplicationMaster behaviour: health_check, autoscale, update, am_attempts, on_partition ----
+
+MAX_AM_ATTEMPTS = 100
+ON_PARTITION = ("", "stop", "keep")     # "": the default (stop for gang and batch apps, else keep)
+HEALTH_KINDS = ("tcp", "http", "exec")
+HEALTH_FIELDS = {"kind", "port", "path", "command", "interval", "timeout", "failure_threshold", "initial_delay"}
+AUTOSCALE_FIELDS = {"min", "max", "metric", "target", "cooldown"}
+AUTOSCALE_METRICS = ("cpu",)
+UPDATE_FIELDS = {"max_unavailable", "health_gate", "gate_timeout", "rollback"}
+MAX_SECONDS = 86400.0
+DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?)\s*(ms|s|m|h)?\s*$")
+DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+@contextlib.contextmanager
+def _within(prefix: str):
+    """Errors of a sub-mapping's own parsers name the field from the top (update.health_gate)."""
+    try:
+        yield
+    except SpecError as e:
+        raise SpecError(f"{prefix}.{e.field}", e.problem) from None
+
+
+def _section(doc, field, known) -> dict:
+    """The mapping `doc[field]` (None when absent), with no field outside `known`."""
+    value = doc.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise SpecError(field, f"must be a mapping ({', '.join(sorted(known))})")
+    unknown = sorted(set(map(str, value)) - known)
+    if unknown:
+        raise SpecError(f"{field}.{unknown[0]}", f"unknown field (known: {', '.join(sorted(known))})")
+    return value
+
+
+def _seconds(doc, field, default: float) -> float:
+    """A duration: a number of seconds, or text such as 500ms, 5s, 2m, 1h."""
+    value = doc.get(field, default)
+    if isinstance(value, bool) or value is None:
+        raise SpecError(field, f"{value!r} is not a duration")
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = DURATION.fullmatch(str(value))
+    if not match:
+        raise SpecError(field, f"{value!r} is not a duration (a number of seconds, or e.g. 500ms, 5s, 2m)")
+    return float(match.group(1)) * DURATION_UNITS[match.group(2)]
+
+
+def _number(doc, field, default: float) -> float:
+    value = doc.get(field, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(field, f"must be a number, not {value!r}")
+    return float(value)
+
+
+def _am_sections(spec: types_pb2.AppSpec, doc: dict):
+    """health_check, autoscale and update from YAML; defaults written out so status shows them."""
+    check = _section(doc, "health_check", HEALTH_FIELDS)
+    if check is not None:
+        with _within("health_check"):
+            spec.health_check.CopyFrom(_health_check(check))
+    scale = _section(doc, "autoscale", AUTOSCALE_FIELDS)
+    if scale is not None:
+        with _within("autoscale"):
+            spec.autoscale.CopyFrom(types_pb2.Autoscale(
+                min=_int(scale, "min", spec.instances, 0, MAX_INSTANCES),
+                max=_int(scale, "max", spec.instances, 0, MAX_INSTANCES),
+                metric=_text(scale, "metric") or "cpu", target=_number(scale, "target", 60),
+                cooldown_seconds=_seconds(scale, "cooldown", 30)))
+    update = _section(doc, "update", UPDATE_FIELDS)
+    if update is not None:
+        with _within("update"):
+            rollback = update.get("rollback", True)
+            if not isinstance(rollback, bool):
+                raise SpecError("rollback", f"must be true or false, not {rollback!r}")
+            spec.update.CopyFrom(types_pb2.UpdatePolicy(
+                max_unavailable=_int(update, "max_unavailable", 1, 1, MAX_INSTANCES),
+                health_gate_seconds=_seconds(update, "health_gate", 3),
+                gate_timeout_seconds=_seconds(update, "gate_timeout", 60), no_rollback=not rollback))
+
+
+def _health_check(doc: dict) -> types_pb2.HealthCheck:
+    kind = _text(doc, "kind", required=True)
+    out = types_pb2.HealthCheck(
+        kind=kind, port=_text(doc, "port"), path=_text(doc, "path") or ("/" if kind == "http" else ""),
+        interval_seconds=_seconds(doc, "interval", 2), timeout_seconds=_seconds(doc, "timeout", 1),
+        failure_threshold=_int(doc, "failure_threshold", 3, 1, 1000),
+        initial_delay_seconds=_seconds(doc, "initial_delay", 0))
+    try:
+        out.command.extend(_command(doc.get("command")))
+    except SpecError as e:
+        raise SpecError("command", e.problem) from None
+    return out
+
+
+def _validate_am(spec: types_pb2.AppSpec):
+    if not 0 <= spec.am_attempts <= MAX_AM_ATTEMPTS:
+        raise SpecError("am_attempts", f"must be between 0 (the master's default) and {MAX_AM_ATTEMPTS}")
+    if spec.on_partition not in ON_PARTITION:
+        raise SpecError("on_partition", f"{spec.on_partition!r} must be stop or keep")
+    if spec.HasField("health_check"):
+        with _within("health_check"):
+            _validate_health_check(spec.health_check, {p.name for p in spec.ports})
+    if spec.HasField("autoscale"):
+        with _within("autoscale"):
+            _validate_autoscale(spec)
+    if spec.HasField("update"):
+        with _within("update"):
+            _validate_update(spec.update)
+
+
+def _check_seconds(field: str, value: float, low: float, high: float = MAX_SECONDS, low_open=False):
+    """`value` within [low, high] ((low, high] when low_open); NaN is never in range."""
+    if not (low < value <= high if low_open else low <= value <= high):
+        raise SpecError(field, f"{value:g} must be {'above' if low_open else 'at least'} {low:g} "
+                               f"and at most {high:g} seconds")
+
+
+def _validate_health_check(check: types_pb2.HealthCheck, port_names: set):
+    if check.kind not in HEALTH_KINDS:
+        raise SpecError("kind", f"{check.kind!r} is not one of {', '.join(HEALTH_KINDS)}")
+    if check.kind in ("tcp", "http"):
+        if check.port not in port_names:
+            known = ", ".join(sorted(port_names)) or "none declared"
+            raise SpecError("port", f"{check.port!r} must name one of the app's ports ({known})")
+        if check.command:
+            raise SpecError("command", f"only for exec checks, not {check.kind}")
+    else:
+        if not check.command:
+            raise SpecError("command", "required for exec checks")
+        if check.port:
+            raise SpecError("port", "only for tcp and http checks")
+        if len(check.command) > MAX_COMMAND_ARGS or any(len(a) > MAX_TEXT for a in check.command):
+            raise SpecError("command", "too long")
+    if check.path and (check.kind != "http" or not check.path.startswith("/")):
+        raise SpecError("path", "only for http checks, and starts with '/'")
+    _check_seconds("interval", check.interval_seconds, 0, 3600, low_open=check.interval_seconds != 0)
+    _check_seconds("timeout", check.timeout_seconds, 0, 3600, low_open=check.timeout_seconds != 0)
+    _check_seconds("initial_delay", check.initial_delay_seconds, 0)
+    if not 0 <= check.failure_threshold <= 1000:   # 0: the default, 3
+        raise SpecError("failure_threshold", f"{check.failure_threshold} must be between 1 and 1000")
+
+
+def _validate_autoscale(spec: types_pb2.AppSpec):
+    scale = spec.autoscale
+    if spec.kind != types_pb2.APP_KIND_SERVICE:
+        raise SpecError("kind", "autoscaling is for services only")
+    if not 1 <= scale.min <= MAX_INSTANCES:
+        raise SpecError("min", f"{scale.min} must be between 1 and {MAX_INSTANCES}")
+    if not scale.min <= scale.max <= MAX_INSTANCES:
+        raise SpecError("max", f"{scale.max} must be between min ({scale.min}) and {MAX_INSTANCES}")
+    if scale.min < spec.gang:
+        raise SpecError("min", f"{scale.min} is below the app's gang of {spec.gang}")
+    if not scale.min <= spec.instances <= scale.max:
+        raise SpecError("min" if spec.instances < scale.min else "max",
+                        f"instances ({spec.instances}) must lie within [min, max] = [{scale.min}, {scale.max}]")
+    if (scale.metric or "cpu") not in AUTOSCALE_METRICS:
+        raise SpecError("metric", f"{scale.metric!r} is not one of {', '.join(AUTOSCALE_METRICS)}")
+    if not 0 < scale.target <= 1000:
+        raise SpecError("target", f"{scale.target:g} must be above 0 and at most 1000 (percent of the request)")
+    _check_seconds("cooldown", scale.cooldown_seconds, 0)
+
+
+def _validate_update(update: types_pb2.UpdatePolicy):
+    if not 0 <= update.max_unavailable <= MAX_INSTANCES:   # 0: the default, 1
+        raise SpecError("max_unavailable", f"{update.max_unavailable} must be between 1 and {MAX_INSTANCES}")
+    _check_seconds("health_gate", update.health_gate_seconds, 0, 3600)
+    _check_seconds("gate_timeout", update.gate_timeout_seconds, 0, low_open=update.gate_timeout_seconds != 0)
+    if update.gate_timeout_seconds and update.gate_timeout_seconds <= update.health_gate_seconds:
+        raise SpecError("gate_timeout", f"{update.gate_timeout_seconds:g} s must be longer than "
+                                        f"health_gate ({update.health_gate_seconds:g} s)")
 
 
 # ---- resource pool specs: `gaia pool create FILE` ----

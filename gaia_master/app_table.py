@@ -4,13 +4,13 @@ Only the leader writes apps/ and allocations/, so while it leads its memory is t
 a new leader reloads both from etcd before it answers anything. Every change goes to etcd
 first (fenced) and into memory only once committed.
 """
-import queue
 import secrets
 import threading
 import time
 
 from gaia_common.keys import Keys
 from gaia_common.pb import types_pb2
+from gaia_master.scheduling import writer
 from gaia_master.scheduling.index import AllocationIndex
 
 TERMINAL = (types_pb2.APP_STATE_SUCCEEDED, types_pb2.APP_STATE_FAILED, types_pb2.APP_STATE_KILLED)
@@ -34,6 +34,9 @@ class AppTable:
         self.by_key = {}        # idempotency key -> app_id
         self.names = {}         # app_id -> name
         self.index = AllocationIndex()   # sums of the allocations, kept current for the scheduler
+        # called with an app_id after its record or allocations changed in memory (under this
+        # lock: must be quick; WatchApp streams wake on it)
+        self.on_change = lambda app_id: None
 
     # ---- loading ----
 
@@ -77,6 +80,12 @@ class AppTable:
         with self.lock:
             return dict(self.allocations.get(app_id, {}))
 
+    def allocation(self, app_id: str, instance_id: str):
+        """One allocation or None, without copying the app's (a pass over a million
+        containers looks each one up)."""
+        with self.lock:
+            return self.allocations.get(app_id, {}).get(instance_id)
+
     def all_allocations(self) -> list:
         with self.lock:
             return [a for by_app in self.allocations.values() for a in by_app.values()]
@@ -94,15 +103,20 @@ class AppTable:
             record = types_pb2.AppRecord(
                 app_id=f"{spec.name}-{secrets.token_hex(4)}", spec=spec, state=types_pb2.APP_STATE_PENDING,
                 created_unix_ms=int(time.time() * 1000), epoch=self.store.election.epoch,
-                idempotency_key=idempotency_key)
+                idempotency_key=idempotency_key, version=1)
+            record.versions[1].CopyFrom(spec)   # every version an instance may run, the current one too
             ops = [self.store.put(self.keys.app(spec.name), record)]
             if old is not None:  # a finished app of that name gives way; drop its leftovers
                 ops += [self.store.delete(self.keys.allocation(old.app_id, i))
                         for i in self.allocations.get(old.app_id, {})]
+                ops.append(self.store.delete_prefix(self.keys.app_events(old.app_id)))  # and its events
             self.store.commit(ops)
             self._forget(old)
             self.apps[spec.name] = record
             self.names[record.app_id] = spec.name
+            self.on_change(record.app_id)
+            if old is not None:
+                self.on_change(old.app_id)
             if idempotency_key:
                 self.by_key[idempotency_key] = record.app_id
             return record, False
@@ -130,6 +144,7 @@ class AppTable:
             if new.state in TERMINAL:
                 self._drop_allocations(new)
             self.apps[new.spec.name] = new
+            self.on_change(new.app_id)
             return new
 
     def allocate(self, record: types_pb2.AppRecord, allocations: list, record_changes: dict = None):
@@ -152,76 +167,70 @@ class AppTable:
             self._remember(new, allocations)
             return new
 
-    def grant_batch(self, groups: list, max_ops: int) -> list:
+    def grant_batch(self, groups: list, max_ops: int, depth: int = writer.DEPTH) -> list:
         """Store many apps' grants in as few fenced transactions as fit `max_ops` each.
 
         `groups`: (record, allocations, record_changes, vector) per app, already checked by the
         caller (under this lock); `vector` is the allocations' common request as an array
         (None when they differ). A group's allocations and app record share one transaction when
         they fit in one, so a gang is never visible half granted (the caller keeps gangs within
-        one); a larger group is split, its app record (next_instance) going first. Returns
-        the records written.
+        one); a larger group is split, its app record (next_instance) going first and its other
+        parts only once that one committed. Returns the records written.
 
-        Transactions are committed one at a time, in order, by a writer thread while this
-        thread serialises the next one: the Python work hides behind etcd's round trips. The
-        writer updates memory after each commit; the caller holds the table's lock all along,
-        so nobody else looks in between."""
-        written, failed = [], []
-        txns = queue.Queue(maxsize=2)
+        The transactions go through scheduling/writer.py's pipeline: this thread builds the next
+        one while up to `depth` are in etcd's hands, and updates memory as each commits, in
+        order; the caller holds the table's lock all along, so nobody else looks in between.
+        What committed before a failure stays remembered; the failure is raised."""
+        written = []
+        pipeline = writer.Pipeline(writer.transport(self.store), self.store.election, depth)
 
-        def writer():
-            for ops, done in iter(txns.get, None):
-                if failed:
-                    continue   # drain: nothing after a failed transaction is written
-                try:
-                    self.store.commit(ops)
-                except Exception as e:  # NotLeader, or an unknown outcome: the caller sees it
-                    failed.append(e)
-                    continue
-                for new, allocations, vector in done:
-                    self._remember(new, allocations, vector)
-                    written.append(new)
+        def committed(done):
+            for new, allocations, vector in done:
+                self._remember(new, allocations, vector)
+                written.append(new)
 
-        thread = threading.Thread(target=writer, name="grant-writer", daemon=True)
-        thread.start()
         try:
-            for txn in self._transactions(groups, max_ops):
-                if failed:
-                    break
-                txns.put(txn)
+            for txn, done, after_previous in self._transactions(groups, max_ops):
+                pipeline.send(txn, lambda done=done: committed(done), after_previous)
         finally:
-            txns.put(None)
-            thread.join()
-        if failed:
-            raise failed[0]
+            pipeline.flush()
         return written
 
     def _transactions(self, groups: list, max_ops: int):
-        """(ops, [(new record, its allocations in these ops, vector)]) per transaction."""
+        """(Txn, [(new record, its allocations in it, vector)], after_previous) per transaction;
+        values are serialised here, once, straight into the request."""
         epoch = self.store.election.epoch
-        ops, pending = [], []
+        compare = writer.fence(self.store)
+        txn, pending, after = writer.Txn(compare), [], False
         for record, allocations, changes, vector in groups:
             new = types_pb2.AppRecord()
             new.CopyFrom(record)
             for field, value in changes.items():
                 setattr(new, field, value)
             new.epoch = epoch
-            for a in allocations:
-                a.epoch = epoch
-            group = [self.store.put(self.keys.app(new.spec.name), new)]
-            group += [self.store.put(self.keys.allocation(a.app_id, a.instance_id), a) for a in allocations]
-            if ops and len(ops) + len(group) > max_ops:
-                yield ops, pending
-                ops, pending = [], []
-            done = 0   # a group larger than a transaction is split; each part is remembered
-            while len(group) > max_ops:
-                yield group[:max_ops], [(new, allocations[done:done + max_ops - (done == 0)], vector)]
-                done += max_ops - (done == 0)
-                group = group[max_ops:]
-            ops.extend(group)
-            pending.append((new, allocations[done:], vector))
-        if ops:
-            yield ops, pending
+            if txn.size and txn.size + 1 + len(allocations) > max_ops:
+                yield txn, pending, after
+                txn, pending, after = writer.Txn(compare), [], False
+            txn.put(self.keys.app(new.spec.name), new.SerializeToString())
+            start = 0
+            while True:   # a group larger than a transaction is split; each part is remembered
+                part = allocations[start:start + max_ops - txn.size]
+                self._put_allocations(txn, part, epoch)
+                start += len(part)
+                if start == len(allocations):
+                    break
+                yield txn, pending + [(new, part, vector)], after
+                # the part after the record's waits for it: no allocation above next_instance
+                txn, pending, after = writer.Txn(compare), [], start == len(part)
+            pending.append((new, part, vector))
+        if txn.size:
+            yield txn, pending, after
+
+    def _put_allocations(self, txn, allocations: list, epoch: int) -> None:
+        prefix = self.keys.app_allocations(allocations[0].app_id) if allocations else ""
+        for a in allocations:
+            a.epoch = epoch
+            txn.put(prefix + a.instance_id, a.SerializeToString())
 
     def _remember(self, new, allocations, vector=None):
         """Memory follows a committed write: the record, its allocations, the index.
@@ -240,6 +249,20 @@ class AppTable:
                 fresh.append(a)
         if fresh:
             self.index.add_granted(fresh, new.spec.pool, new.spec.priority, vector)
+        self.on_change(new.app_id)
+
+    def replace_allocations(self, record: types_pb2.AppRecord, allocations: list):
+        """Store changed allocations of an active app (same instance ids), fenced."""
+        with self.lock:
+            current = self.by_id(record.app_id)
+            if current is None or current.state in TERMINAL:
+                raise Conflict("stale", f"application {record.spec.name!r} is not running")
+            epoch = self.store.election.epoch
+            for a in allocations:
+                a.epoch = epoch
+            self.store.commit_batches([self.store.put(self.keys.allocation(a.app_id, a.instance_id), a)
+                                       for a in allocations])
+            self._remember(current, allocations)
 
     def release(self, app_id: str, instance_ids: list):
         with self.lock:
@@ -249,7 +272,68 @@ class AppTable:
             pool = self.by_id(app_id).spec.pool
             for i in gone:
                 self.index.remove(mine.pop(i), pool)
+            self.on_change(app_id)
             return gone
+
+    def change_instances(self, record, changed=(), released=(), spec_changes=None, remove_instances=None):
+        """Rewrite some of an app's allocations (stopped, restart_from), release others and
+        change its record (spec fields in `spec_changes`; `remove_instances`: its new list),
+        fenced, in one transaction when they fit (per-instance control, scaling by id)."""
+        with self.lock:
+            current = self.get(record.spec.name)
+            if current.app_id != record.app_id or current.state in TERMINAL:
+                raise Conflict("stale", f"application {record.spec.name!r} is not running")
+            new = types_pb2.AppRecord()
+            new.CopyFrom(current)
+            for field, value in (spec_changes or {}).items():
+                setattr(new.spec, field, value)
+            if remove_instances is not None:
+                del new.remove_instances[:]
+                new.remove_instances.extend(remove_instances)
+            new.epoch = self.store.election.epoch
+            mine = self.allocations.get(new.app_id, {})
+            gone = [i for i in released if i in mine]
+            ops = [self.store.put(self.keys.allocation(a.app_id, a.instance_id), a) for a in changed]
+            ops += [self.store.delete(self.keys.allocation(new.app_id, i)) for i in gone]
+            ops.append(self.store.put(self.keys.app(new.spec.name), new))  # last: written once all else is
+            self.store.commit_batches(ops)
+            for i in gone:
+                self.index.remove(mine.pop(i), new.spec.pool)
+            self._remember(new, list(changed))
+            return new
+
+    def write_record(self, new: types_pb2.AppRecord, allocations: list = ()) -> types_pb2.AppRecord:
+        """Store `new`, a changed copy of the app's current record made under this lock (map and
+        message fields too: versions, rollout), with changed allocations of that app, fenced; in
+        one transaction when they fit, the record last (rollouts)."""
+        with self.lock:
+            current = self.get(new.spec.name)
+            if current.app_id != new.app_id or current.state in TERMINAL:
+                raise Conflict("stale", f"application {new.spec.name!r} is not running")
+            epoch = self.store.election.epoch
+            new.epoch = epoch
+            for a in allocations:
+                a.epoch = epoch
+            ops = [self.store.put(self.keys.allocation(a.app_id, a.instance_id), a) for a in allocations]
+            ops.append(self.store.put(self.keys.app(new.spec.name), new))
+            self.store.commit_batches(ops)
+            self._remember(new, list(allocations))
+            return new
+
+    def commit_with(self, new: types_pb2.AppRecord, allocations=(), ops=()) -> types_pb2.AppRecord:
+        """Store `new`, a changed copy of the app's current record made under this lock (finished
+        apps too: their events), with changed allocations of it and other keys' `ops`, in one
+        fenced transaction (events and the charges they bring)."""
+        with self.lock:
+            current = self.by_id(new.app_id)
+            if current is None:
+                raise Conflict("stale", f"application {new.spec.name!r} was replaced")
+            new.epoch = self.store.election.epoch
+            writes = [self.store.put(self.keys.app(new.spec.name), new)]
+            writes += [self.store.put(self.keys.allocation(a.app_id, a.instance_id), a) for a in allocations]
+            self.store.commit(writes + list(ops))
+            self._remember(new, list(allocations))
+            return new
 
     def _forget(self, old):
         if old is not None:

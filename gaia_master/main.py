@@ -16,16 +16,20 @@ from gaia_common.keys import Keys
 from gaia_common.pb import master_pb2_grpc, types_pb2
 from gaia_master.app_table import AppTable
 from gaia_master.election import Election
+from gaia_master.events import EventLog
 from gaia_master.node_client import NodeClient
 from gaia_master.node_view import NodeView
 from gaia_master.pools import PoolTable
 from gaia_master.reconciler import Reconciler
 from gaia_master.scheduling.loop import SchedulingLoop
 from gaia_master.scheduling.requests import RequestBook
+from gaia_master.moves import Drains
 from gaia_master.service import MasterService
 from gaia_master.store import FencedStore
+from gaia_master.watch import Watches
 
 log = logging.getLogger(__name__)
+UNARY_WORKERS = 32        # gRPC workers for unary calls (and Logs streams)
 
 
 class Master:
@@ -33,7 +37,9 @@ class Master:
         self.cfg = cfg
         self.keys = Keys(cfg.cluster)
         self.etcd = etcd_mod.connect(cfg.etcd)
-        self.server = rpc.make_server()
+        # WatchApp streams hold a worker each for their life: room for them on top of the unary calls
+        self.watches = Watches()
+        self.server = rpc.make_server(max_workers=UNARY_WORKERS + self.watches.max_watches)
         master_pb2_grpc.add_MasterServicer_to_server(MasterService(self), self.server)
         bound = rpc.bind(self.server, cfg.listen)
         self.address = cfg.advertise or bound
@@ -44,9 +50,13 @@ class Master:
         self.store = FencedStore(self.etcd, self.election)
         self.table = AppTable(self.keys, self.store)
         self.node_view = NodeView(self.etcd, self.keys)
+        self.events = EventLog(self.keys, self.store, self.table, self.etcd)
+        self.table.on_change = self.watches.notifier.notify
+        self.node_view.on_change = self._containers_changed
         self.nodes = NodeClient(self.election)
         self.pools = PoolTable(self.keys, self.store)
         self.book = RequestBook()
+        self.drains = Drains(self.keys, self.store)
         self.scheduling = SchedulingLoop(self)
         self.reconciler = Reconciler(self)
         self._term = 0            # bumped on every election and deposition
@@ -87,6 +97,7 @@ class Master:
         term = self._term
         self.table.load(self.etcd)            # rebuild everything from etcd before answering
         self.pool_table()
+        self.drains.load(self.etcd)
         self.book.clear()                     # askers repeat their asks to the new term
         if self.node_view.broken:
             self.node_view.sync()
@@ -104,6 +115,13 @@ class Master:
         self._term += 1
         self.reconciler.wake()
         self.scheduling.wake()
+
+    def _containers_changed(self, app_ids, everything: bool):
+        """Wake the watches of apps whose containers changed (all of them when a node went)."""
+        if everything:
+            self.watches.notifier.notify_all()
+        else:
+            self.watches.notifier.notify_many(app_ids)
 
     def _view_keeper(self):
         """Reload the node view whenever its watch breaks (etcd member lost, compaction)."""

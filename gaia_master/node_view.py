@@ -28,6 +28,9 @@ class NodeView:
         self.node_version = 0  # bumped whenever a node joins, changes or leaves
         self.broken = True
         self._watch_ids = []
+        # on_change(app_ids, everything): after containers of those apps changed, or (everything)
+        # after a node left or the mirror was reloaded; called outside the lock (WatchApp)
+        self.on_change = lambda app_ids, everything: None
         self._tables = (
             (keys.nodes, types_pb2.NodeInfo, self._put_node, self._del_node),
             (keys.containers, types_pb2.ContainerStatus, self._put_container, self._del_container),
@@ -55,6 +58,7 @@ class NodeView:
         self._watch_ids = [self.etcd.add_watch_prefix_callback(prefix, self._on_watch, start_revision=revision + 1)
                            for prefix, *_ in self._tables]
         self.broken = False
+        self.on_change((), True)
 
     def close(self):
         self._cancel()
@@ -77,6 +81,18 @@ class NodeView:
                 self._apply(event)
             # three watches advance separately; the mirror's revision is for the logs only
             self.revision = max(self.revision, response.header.revision)
+        self._changed(response.events)
+
+    def _changed(self, events):
+        apps, everything = set(), False
+        for event in events:
+            key = event.key.decode()
+            if key.startswith(self.keys.containers):
+                apps.add(key[len(self.keys.containers):].partition("/")[0])
+            elif key.startswith(self.keys.nodes) and isinstance(event, etcd_events.DeleteEvent):
+                everything = True   # its instances are node_lost now
+        if apps or everything:
+            self.on_change(apps, everything)
 
     def _apply(self, event):
         key = event.key.decode()
@@ -138,6 +154,14 @@ class NodeView:
             return sorted(self.services.get(app_name, {}).values(), key=lambda e: instance_order(e.instance_id))
 
 
+UNRESOLVED_HEALTH = ("starting", "unhealthy")
+
+
+def resolvable(endpoint) -> bool:
+    """Registry readers hand out instances without a health check ("") and healthy ones only."""
+    return endpoint.health not in UNRESOLVED_HEALTH
+
+
 def _decode(cls, value: bytes):
     message = cls()
     message.ParseFromString(value)
@@ -148,9 +172,10 @@ def instance_order(instance_id: str):
     return (0, int(instance_id), "") if instance_id.isdigit() else (1, 0, instance_id)
 
 
-def latest_container(containers: list, instance_id: str):
-    """The newest container of an instance: container ids end in a start counter."""
-    mine = [c for c in containers if c.instance_id == instance_id]
+def latest_container(containers: list, instance_id: str, node_id: str = None):
+    """The newest container of an instance (on `node_id`, if given: a copy left on a node
+    the instance moved off is not its status): container ids end in a start counter."""
+    mine = [c for c in containers if c.instance_id == instance_id and node_id in (None, c.node_id)]
     return max(mine, key=lambda c: start_counter(c.container_id), default=None)
 
 

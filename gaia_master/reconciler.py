@@ -33,6 +33,7 @@ class Reconciler:
         self.interval = interval
         self._wake = threading.Event()
         self._placed_at = {}   # container_id -> monotonic time we asked a node to start it
+        self._announced = {}   # app_id -> the AM attempt whose restart event is recorded
 
     def wake(self):
         self._wake.set()
@@ -68,17 +69,27 @@ class Reconciler:
         if status is not None and status.container_id == container_id:
             self._placed_at.pop(container_id, None)  # reported: no need to remember asking
             if status.state in DEAD:
-                self._place_am(record, f"AM attempt {am.attempt} ended: {status.message or status.state}")
+                ended = status.message or types_pb2.ContainerState.Name(status.state)
+                self._place_am(record, f"AM attempt {am.attempt} ended: {ended}")
             return
         if time.monotonic() - self._placed_at.get(container_id, 0) > AM_REPORT_GRACE:
             self._start_am(record, am)  # not reported (yet): asking again is idempotent
 
     def _place_am(self, record, why: str):
-        if record.am_attempt >= self.m.cfg.am_attempts:
+        limit = record.spec.am_attempts or self.m.cfg.am_attempts
+        if record.am_attempt >= limit:
             log.warning("app %s: giving up after %d AM attempts (%s)", record.app_id, record.am_attempt, why)
-            self.m.table.update(record, state=types_pb2.APP_STATE_FAILED,
-                                message=f"ApplicationMaster failed {record.am_attempt} times; last: {why}")
+            message = f"ApplicationMaster failed {record.am_attempt} times; last: {why}"
+            self.m.table.update(record, state=types_pb2.APP_STATE_FAILED, message=message)
+            self.m.events.record(record.app_id, [types_pb2.AppEvent(
+                kind="failed", cause=why, message=message, am_attempt=record.am_attempt)])
             return
+        if record.am_attempt and self._announced.get(record.app_id) != record.am_attempt:
+            # once per attempt: this runs on every pass until the new AM is placed
+            self._announced[record.app_id] = record.am_attempt
+            self.m.events.record(record.app_id, [types_pb2.AppEvent(
+                kind="am.restart", cause=why, am_attempt=record.am_attempt + 1, platform=why.endswith(" lost"),
+                message=f"AM attempt {record.am_attempt + 1} of {limit}")])
         # Sfair places it (in the app's pool, ahead of every user band); the next pass after
         # the grant starts it. Asking again while it waits is harmless.
         self.m.book.ask_am(record.app_id, record.am_attempt + 1, why, am_resources(self.m.cfg.am_resources))
@@ -127,8 +138,9 @@ class Reconciler:
     def _granted(self, status) -> bool:
         if status.instance_id == "am":
             return True   # AM attempts are the AM logic's business above
-        alloc = self.m.table.app_allocations(status.app_id).get(status.instance_id)
-        return alloc is not None and alloc.node_id == status.node_id
+        alloc = self.m.table.allocation(status.app_id, status.instance_id)
+        # while it moves off a draining node, the old copy is the AM's to stop
+        return alloc is not None and status.node_id in (alloc.node_id, alloc.from_node_id)
 
 
 def am_container_id(app_id: str, attempt: int) -> str:

@@ -12,8 +12,9 @@ import grpc
 from gaia_common import etcd as etcd_mod, rpc, spec as spec_mod
 from gaia_common.pb import master_pb2, master_pb2_grpc, types_pb2
 from gaia_common.resources import DIMENSIONS
+from gaia_master import events as events_mod, instance_ops, moves, rollouts, watch
 from gaia_master.app_table import TERMINAL, Conflict, state_name
-from gaia_master.node_view import instance_order, latest_container
+from gaia_master.node_view import instance_order, latest_container, resolvable
 from gaia_master.pools import PoolTable
 from gaia_master.store import NotLeader
 
@@ -75,7 +76,10 @@ class MasterService(master_pb2_grpc.MasterServicer):
 
     @leader_only
     def GetApp(self, request, context):
-        return self._app_status(self.m.table.get(request.name))
+        record = self.m.table.get(request.name)
+        status = self._app_status(record)
+        status.events.extend(self.m.events.recent(record.app_id))
+        return status
 
     @leader_only
     def ListApps(self, request, context):
@@ -85,10 +89,10 @@ class MasterService(master_pb2_grpc.MasterServicer):
     def ScaleApp(self, request, context):
         if not 0 <= request.instances <= spec_mod.MAX_INSTANCES:
             raise spec_mod.SpecError("instances", f"must be between 0 and {spec_mod.MAX_INSTANCES}")
-        record = self._active(request.name)
-        if request.instances < record.spec.gang:
-            raise spec_mod.SpecError("instances", f"{request.instances} is below the app's gang of {record.spec.gang}")
-        return self._app_status(self.m.table.update(record, spec_instances=request.instances))
+        before = self.m.table.get(request.name).spec.instances
+        record = instance_ops.scale(self.m.table, request.name, request.instances, request.instance_ids)
+        self.m.events.record(record.app_id, [instance_ops.scale_event(before, record, "user")])
+        return self._app_status(record)
 
     @leader_only
     def KillApp(self, request, context):
@@ -121,11 +125,13 @@ class MasterService(master_pb2_grpc.MasterServicer):
         self.m.table.get(request.app)  # NOT_FOUND for an unknown app, rather than an empty list
         endpoints = []
         for e in self.m.node_view.endpoints(request.app):
+            if not resolvable(e):  # its health check says starting or unhealthy
+                continue
             if request.port and request.port not in e.ports:
                 continue
             if request.port:
                 e = types_pb2.ServiceEndpoint(app=e.app, instance_id=e.instance_id, host=e.host,
-                                              node_id=e.node_id, container_id=e.container_id,
+                                              node_id=e.node_id, container_id=e.container_id, health=e.health,
                                               ports={request.port: e.ports[request.port]})
             endpoints.append(e)
         return master_pb2.ResolveResponse(endpoints=endpoints)
@@ -211,7 +217,7 @@ class MasterService(master_pb2_grpc.MasterServicer):
         record = self._am_record(request.app_id, request.attempt)
         if "am" in request.instance_ids:
             raise spec_mod.SpecError("instance_ids", "the AM's own allocation is released by the master")
-        self.m.table.release(record.app_id, list(request.instance_ids))
+        instance_ops.release(self.m.table, record, list(request.instance_ids))   # and from remove_instances
         self.m.book.drop(record.app_id)      # an older, larger ask must not grow it back
         self.m.scheduling.wake()             # what was freed may be someone else's turn
         return self._app_status(self.m.table.by_id(record.app_id))
@@ -224,6 +230,124 @@ class MasterService(master_pb2_grpc.MasterServicer):
         record = self.m.table.update(record, state=request.state, message=request.message)
         self.m.reconciler.wake()
         return self._app_status(record)
+
+    # ---- moves and drains (gaia_master/moves.py) ----
+
+    @leader_only
+    def MoveInstances(self, request, context):
+        """Queue the moves and answer once a cycle has decided (or after wait_seconds): the
+        moved allocations name their new nodes; the rest are still pending."""
+        record = self._am_record(request.app_id, request.attempt)
+        mark = self.m.book.mark()
+        asked = moves.ask_moves(self.m, record, request)
+        if asked and request.wait_seconds > 0:
+            self.m.book.wait_cycle(mark, min(request.wait_seconds, 5.0))
+        mine = self.m.table.app_allocations(record.app_id)
+        origin = {i: a.node_id for i, a in mine.items()}
+        moved = [mine[i] for i in request.instance_ids if mine[i].migrations and i in origin]
+        pending = sum(1 for i in asked if mine[i].node_id == origin.get(i) and not mine[i].from_node_id)
+        return master_pb2.Grants(allocations=moved, pending=pending,
+                                 message=self.m.table.by_id(record.app_id).message if pending else "")
+
+    @leader_only
+    def FinishMoves(self, request, context):
+        record = self._am_record(request.app_id, request.attempt)
+        moves.finish_moves(self.m.table, record, list(request.instance_ids))
+        self.m.scheduling.wake()             # the old places are free again
+        return self._app_status(self.m.table.by_id(record.app_id))
+
+    @leader_only
+    def DrainNode(self, request, context):
+        info = self.m.node_view.node(request.node_id)
+        if info is None and not request.undo:
+            raise Conflict("not_found", f"no live node named {request.node_id!r}")
+        self.m.drains.mark(request.node_id, request.undo)
+        self.m.watches.notifier.notify_all()   # AMs learn at once that their instances must move
+        self.m.scheduling.wake()
+        if info is None:
+            return master_pb2.NodeStatus(info=types_pb2.NodeInfo(node_id=request.node_id))
+        return self._node_status(info)
+
+    # ---- instance control: per-instance control, scaling by id, autoscaling (gaia_master/instance_ops.py) ----
+
+    @leader_only
+    def ControlInstances(self, request, context):
+        record = self.m.table.get(request.name)
+        containers = self.m.node_view.app_containers(record.app_id)
+        record = instance_ops.control(self.m.table, request.name, request.action, request.instance_ids, containers)
+        self.m.events.record(record.app_id, instance_ops.control_events(request.action, request.instance_ids))
+        if request.action == master_pb2.INSTANCE_ACTION_DELETE:
+            self._drop_instance_ask(record.app_id)   # the app's older, larger ask must not regrow it
+            self.m.reconciler.wake()                 # the deleted instances' containers are stopped
+        return self._app_status(record)
+
+    @leader_only
+    def AutoscaleApp(self, request, context):
+        record = self._am_record(request.app_id, request.attempt)
+        before = record.spec.instances
+        record = instance_ops.autoscale(self.m.table, record, request.instances)
+        self.m.events.record(record.app_id, [instance_ops.scale_event(before, record, "autoscale", request.reason)])
+        return self._app_status(record)
+
+    def _drop_instance_ask(self, app_id: str):
+        ask = self.m.book.asks()[0].get(app_id)
+        if ask is not None:
+            self.m.book.drop_instances(app_id, ask)
+        self.m.scheduling.wake()
+
+    # ---- rollouts: versions and rolling updates (gaia_master/rollouts.py) ----
+
+    @leader_only
+    def UpdateApp(self, request, context):
+        spec = spec_mod.validate(request.spec)
+        record = rollouts.update_app(self.m.table, request.name, spec, list(request.instance_ids))
+        self.m.events.record(record.app_id, [rollouts.event(record, "user")])
+        return self._app_status(record)
+
+    @leader_only
+    def RollbackApp(self, request, context):
+        record = rollouts.rollback_app(self.m.table, request.name)
+        self.m.events.record(record.app_id, [rollouts.event(record, "user")])
+        return self._app_status(record)
+
+    @leader_only
+    def SetInstanceVersions(self, request, context):
+        record = self._am_record(request.app_id, request.attempt)
+        return self._app_status(rollouts.set_instance_versions(
+            self.m.table, record, list(request.instance_ids), request.version))
+
+    @leader_only
+    def ReportRollout(self, request, context):
+        record = self._am_record(request.app_id, request.attempt)
+        log.info("rollout of %s: %s %s", record.spec.name, request.state, request.message)
+        before = record.rollout.state
+        record = rollouts.report_rollout(self.m.table, record, request.state, request.message)
+        if record.rollout.state != before:   # not a repeated report
+            self.m.events.record(record.app_id, [rollouts.event(record, "am")])
+        return self._app_status(record)
+
+    # ---- events: the app's events, retry charges, the AM's watch (gaia_master/events.py, watch.py) ----
+
+    @leader_only
+    def RecordEvents(self, request, context):
+        record = self._am_record(request.app_id, request.attempt)
+        return self._app_status(self.m.events.append(record.app_id, list(request.events), request.attempt))
+
+    @leader_only
+    def ListEvents(self, request, context):
+        record = self.m.table.get(request.name)
+        limit = request.limit or events_mod.DEFAULT_LIMIT
+        if not 0 < limit <= events_mod.MAX_KEPT:
+            raise spec_mod.SpecError("limit", f"must be between 1 and {events_mod.MAX_KEPT}")
+        return master_pb2.ListEventsResponse(events=self.m.events.latest(record.app_id, limit, request.instance_id))
+
+    @leader_only
+    def WatchApp(self, request, context):
+        if request.attempt:   # an AM's watch; attempt 0: an observer's (tests, tools)
+            self._am_record(request.app_id, request.attempt)
+        elif self.m.table.by_id(request.app_id) is None:
+            raise Conflict("not_found", f"no application with id {request.app_id!r}")
+        return watch.serve(self.m, request, context, self._app_status)
 
     # ---- helpers ----
 
@@ -253,13 +377,23 @@ class MasterService(master_pb2_grpc.MasterServicer):
 
     def _app_status(self, record) -> master_pb2.AppStatus:
         allocations = self.m.table.app_allocations(record.app_id)
-        containers = self.m.node_view.app_containers(record.app_id)
+        by_instance = {}     # grouped once: a thousand instances must not scan every container each
+        for c in self.m.node_view.app_containers(record.app_id):
+            by_instance.setdefault(c.instance_id, []).append(c)
         out = master_pb2.AppStatus(app=record, epoch=self.m.election.epoch)
+        draining = self.m.drains.nodes
         for instance_id in sorted(allocations, key=instance_order):
-            view = master_pb2.InstanceView(allocation=allocations[instance_id])
-            status = latest_container(containers, instance_id)
+            alloc = allocations[instance_id]
+            view = master_pb2.InstanceView(allocation=alloc, node_lost=self.m.node_view.node(alloc.node_id) is None,
+                                           node_draining=alloc.node_id in draining)
+            containers = by_instance.get(instance_id, ())
+            status = latest_container(containers, instance_id, alloc.node_id)
             if status is not None:
                 view.status.CopyFrom(status)
+            if alloc.from_node_id:
+                old = latest_container(containers, instance_id, alloc.from_node_id)
+                if old is not None:
+                    view.from_status.CopyFrom(old)
             if instance_id == "am":
                 out.am.CopyFrom(view)
             else:
@@ -272,4 +406,5 @@ class MasterService(master_pb2_grpc.MasterServicer):
             vector = index.node_allocated.get(info.node_id)
             count = index.node_count.get(info.node_id, 0)
         allocated = types_pb2.Resources(**({d: int(v) for d, v in zip(DIMENSIONS, vector)} if vector is not None else {}))
-        return master_pb2.NodeStatus(info=info, allocated=allocated, containers=count, alive=True)
+        return master_pb2.NodeStatus(info=info, allocated=allocated, containers=count, alive=True,
+                                     draining=info.node_id in self.m.drains.nodes)

@@ -6,6 +6,8 @@ key was deleted with its lease, and even a new key of ours would have a newer re
 """
 import logging
 
+from etcd3 import utils as etcd_utils
+
 from gaia_common import faults
 from gaia_common.etcd import retry
 
@@ -53,3 +55,10 @@ class FencedStore:
 
     def delete(self, key: str):
         return self.etcd.transactions.delete(key)
+
+    def delete_range(self, start: str, end: str):
+        """Every key in [start, end): one op however many keys (trimming an app's events)."""
+        return self.etcd.transactions.delete(start, range_end=end)
+
+    def delete_prefix(self, prefix: str):
+        return self.delete_range(prefix, etcd_utils.prefix_range_end(prefix.encode()).decode())

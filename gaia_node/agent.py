@@ -67,7 +67,8 @@ class NodeManager:
         self.registration = Registration(self.etcd, cfg.lease_ttl)
         self.registration.set(self.keys.node(self.node_id), self.info.SerializeToString())
         self.events = EventLog()
-        parts = NodeParts(cfg=cfg, cgroups=self.cgroups, containers=None, events=self.events)
+        parts = NodeParts(cfg=cfg, cgroups=self.cgroups, containers=None, events=self.events,
+                          registration=self.registration)
         self.containers = Containers(dirs=dirs, drivers=self.drivers, configured=cfg.drivers,
                                      ports=PortAllocator(*cfg.port_range),
                                      publisher=Publisher(self.registration, self.keys),

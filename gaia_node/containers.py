@@ -16,6 +16,7 @@ from gaia_common.pb import types_pb2
 from gaia_node import state
 from gaia_node.drivers.base import StartFailed, TaskStatus
 from gaia_node.environment import build_env
+from gaia_node.health import initial_health
 from gaia_node.hooks import HookRunner, TaskContext
 from gaia_node.validation import validate_container_spec
 
@@ -125,7 +126,7 @@ class Containers:
         return types_pb2.ContainerStatus(
             container_id=spec.container_id, app_id=spec.app_id, app_name=spec.app_name,
             instance_id=spec.instance_id, node_id=self.node_id, host_ip=self.host_ip,
-            state=S.CONTAINER_STATE_STARTING)
+            state=S.CONTAINER_STATE_STARTING, version=spec.version, health=initial_health(spec))
 
     def _launch(self, container: Container, host_ports: dict):
         spec, driver = container.spec, self.drivers[container.spec.driver]
@@ -177,6 +178,23 @@ class Containers:
                 driver = self.drivers[container.spec.driver]
                 self._observe(container, driver.stop(container.handle, grace))
             return copy(container.status)
+
+    # ---- health (the verdicts of gaia_node/health.py) ----
+
+    def set_health(self, container_id: str, health: str) -> bool:
+        """Record a running container's health; saved and published only when it changed."""
+        try:
+            container = self._get(container_id)
+        except NotFound:
+            return False
+        with container.lock:
+            status = container.status
+            if status.state != S.CONTAINER_STATE_RUNNING or status.health == health:
+                return False
+            status.health = health
+            self._save(container)
+            self.publisher.publish(container.spec, status)
+        return True
 
     # ---- stop ----
 

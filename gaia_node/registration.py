@@ -6,9 +6,14 @@ write that fails stays pending and the keepalive thread retries it. When the lea
 every desired key re-written under it, so a node that comes back re-appears whole.
 The lease is never revoked on stop: containers keep running, and a restarted node manager
 takes over within the TTL.
+
+While etcd does not answer, writes wait for the keepalive thread instead of being tried
+inline (each try would block its caller for the client's timeout), and `unrenewed_for` says
+how long the lease has gone without a renewal: the partition fence (partition.py) reads it.
 """
 import logging
 import threading
+import time
 
 
 from gaia_common import etcd as etcd_mod
@@ -30,6 +35,10 @@ class Registration:
         self._io_lock = threading.Lock()   # one writer at a time: no put overtakes a newer one
         self._stop = threading.Event()
         self._thread = None
+        # when the lease was last renewed; start() counts from there too: a node that never
+        # reached etcd is as cut off as one that lost it
+        self._renewed_at = time.monotonic()
+        self.reachable = True                 # False from a failed etcd call to the next renewal
 
     # ---- what the rest of the node calls ----
 
@@ -40,7 +49,8 @@ class Registration:
             self._desired[key] = value
             self._to_put.add(key)
             self._to_delete.pop(key, None)
-        self.flush()
+        if self.reachable:
+            self.flush()
 
     def remove(self, key: str, only_if_ours: bool = False, ours: bytes = None) -> None:
         """Forget `key`; with only_if_ours, leave it if someone else has written it since.
@@ -52,9 +62,15 @@ class Registration:
                 self._to_delete[key] = None
             elif value is not None or ours is not None:
                 self._to_delete[key] = value if value is not None else ours
-        self.flush()
+        if self.reachable:
+            self.flush()
+
+    def unrenewed_for(self) -> float:
+        """Seconds since the lease was last renewed (or granted)."""
+        return time.monotonic() - self._renewed_at
 
     def start(self) -> "Registration":
+        self._renewed_at = time.monotonic()
         self._renew()  # register at once when etcd is up; otherwise the thread keeps trying
         self._thread = threading.Thread(target=self._keepalive_loop, name="gaia-node-lease", daemon=True)
         self._thread.start()
@@ -76,6 +92,7 @@ class Registration:
                 self._apply_deletes()
                 self._apply_puts()
             except ETCD_ERRORS as e:
+                self.reachable = False
                 log.warning("etcd write failed, will retry: %s", e)
                 return False
         return True
@@ -106,16 +123,23 @@ class Registration:
         """Refresh the lease, or get a new one and re-write every key when it was lost."""
         try:
             if self.lease_id is not None and self._refresh_ok():
+                self._renewed()
                 self.flush()
                 return
             with self._io_lock:
                 self.lease_id = self.etcd.lease(self.ttl).id
                 with self._state_lock:
                     self._to_put = set(self._desired)
+            self._renewed()
             log.info("registered with lease %x", self.lease_id)
             self.flush()
         except ETCD_ERRORS as e:
-            log.warning("cannot renew the node lease: %s", e)
+            self.reachable = False
+            log.warning("cannot renew the node lease (%.0fs since the last renewal): %s", self.unrenewed_for(), e)
+
+    def _renewed(self):
+        self._renewed_at = time.monotonic()
+        self.reachable = True
 
     def _refresh_ok(self) -> bool:
         responses = list(self.etcd.refresh_lease(self.lease_id))

@@ -21,6 +21,8 @@ def validate_container_spec(spec, drivers: dict) -> None:
         if not ENV_NAME.match(name):
             raise SpecError(f"spec.env.{name}", "not a valid variable name")
     _validate_ports(spec.ports)
+    if spec.health_check.kind:
+        _validate_health_check(spec.health_check, {p.name for p in spec.ports})
     validate_requirements(spec.resources)  # the same rules the master applied; a node trusts no caller
     drivers[spec.driver].validate(spec)
 
@@ -35,3 +37,18 @@ def _validate_ports(ports) -> None:
         if port.protocol not in ("", "tcp", "udp"):
             raise SpecError(f"spec.ports[{i}].protocol", f"{port.protocol!r} must be tcp or udp")
         seen.add(port.name)
+
+
+def _validate_health_check(check, port_names: set) -> None:
+    """What the node needs to probe at all; the master checked the rest of the spec."""
+    field = "spec.health_check"
+    if check.kind not in ("tcp", "http", "exec"):
+        raise SpecError(f"{field}.kind", f"{check.kind!r} must be tcp, http or exec")
+    if check.kind in ("tcp", "http") and check.port not in port_names:
+        raise SpecError(f"{field}.port", f"{check.port!r} is not one of the container's ports "
+                                         f"({', '.join(sorted(port_names)) or 'none'})")
+    if check.kind == "exec" and not check.command:
+        raise SpecError(f"{field}.command", "required for an exec check")
+    for name in ("interval_seconds", "timeout_seconds", "initial_delay_seconds", "failure_threshold"):
+        if getattr(check, name) < 0:
+            raise SpecError(f"{field}.{name}", f"{getattr(check, name)} must not be negative")

@@ -27,15 +27,21 @@ import time
 
 import psutil
 import yaml
+from etcd3 import utils as etcd_utils
 
 from gaia_common.client import MasterClient
 from gaia_common.config import MasterConfig
+from gaia_common import etcd as etcd_mod
 from gaia_common.etcd import EtcdServer
+from gaia_common.keys import Keys
 from gaia_common.pb import master_pb2, types_pb2
+from gaia_master.store import MAX_OPS_PER_TXN
 from gaia_cli.bench import grant_check
 from gaia_cli.bench.stats import percentiles
 
 CLUSTER = "bench-sched"
+ADMIN_TIMEOUT_S = 300
+CEILING_CLUSTER = "bench-ceilg"      # as long as CLUSTER: the ceiling's keys are as long as the grants'
 C1M_SHAPES = [(500, 1), (1000, 2), (2000, 4), (4000, 8)]          # (millicores, GiB)
 GIB = 1 << 30
 
@@ -66,7 +72,7 @@ def _cluster(work: str, nodes: int, churn: int, cpu: int, memory_gib: int):
     from gaia_master.main import Master   # the leader runs here: its loop's figures are read directly
     os.makedirs(f"{work}/etcd")
     etcd = EtcdServer(data_dir=f"{work}/etcd", name="bench").start()
-    master = client = None
+    master = client = cluster = None
     fleets = {}
     try:
         master = Master(MasterConfig(cluster=CLUSTER, etcd=[etcd.endpoint], lease_ttl=5)).start()
@@ -77,6 +83,10 @@ def _cluster(work: str, nodes: int, churn: int, cpu: int, memory_gib: int):
         _wait(lambda: len(master.node_view.nodes) >= nodes, 120, "hollow nodes to register")
         cluster = _Cluster(work, etcd, master, client, fleets)
         cluster.capacity = capacity
+        # the bench's own deletes and compactions, on a client of their own: a compaction of
+        # 400,000 revisions outlasts the master client's 5 s deadline, and a deadline marks the
+        # (only) endpoint failed for every call of that client, the leader's keepalive included
+        cluster.admin = etcd_mod.connect([etcd.endpoint], timeout=ADMIN_TIMEOUT_S)
         yield cluster
     finally:
         for proc in fleets.values():
@@ -86,6 +96,8 @@ def _cluster(work: str, nodes: int, churn: int, cpu: int, memory_gib: int):
                 proc.wait(10)
         if client is not None:
             client.close()
+        if getattr(cluster, "admin", None) is not None:
+            cluster.admin.close()
         if master is not None:
             master.stop()
         etcd.stop()
@@ -165,7 +177,7 @@ def _measure(c: _Cluster, apps: list, rng, settle_s: float) -> dict:
     procs = {"etcd": psutil.Process(c.etcd.proc.pid), "hollow": [psutil.Process(p.pid) for p in c.fleets.values()],
              "master+bench": psutil.Process()}
     asked = sum(s.instances for s in apps)
-    before = _etcd_ceiling(c, asked)      # measured before and after the run: the better one counts
+    before = _etcd_ceiling(c, apps, asked)      # measured before and after the run: the better one counts
     cpu0 = _cpu(procs)
     for spec in apps:   # each app's AM registers, as a real one would, before the clock starts
         record = table.apps[spec.name]
@@ -185,13 +197,13 @@ def _measure(c: _Cluster, apps: list, rng, settle_s: float) -> dict:
     _wait_quiet(loop, c.master.book, settle_s)
     elapsed = (loop.totals.last_grant_at or time.perf_counter()) - t0
     used = _cpu_delta(procs, cpu0)
-    used["hollow"] += c.departed_cpu
+    used["hollow"] += c.departed_cpu        # the killed fleet's, measured before it went
+    used["others"] -= c.departed_cpu
     window = time.perf_counter() - t0      # the whole measured run, settling included
     cpu = {k: v / window for k, v in used.items()}
     totals = loop.totals
-    after = _etcd_ceiling(c, asked)
-    ceiling = max(before, after, key=lambda r: r["puts_per_s"])
-    ceiling["before_run_per_s"], ceiling["after_run_per_s"] = before["puts_per_s"], after["puts_per_s"]
+    after = _etcd_ceiling(c, apps, asked)
+    ceiling = {"puts_per_s": max(before["puts_per_s"], after["puts_per_s"]), "before": before, "after": after}
     grants = grant_check.read_grants(c.master.etcd, CLUSTER)
     report = grant_check.check(grants, _demand(apps))
     return _figures(apps, totals, elapsed, asked_s, ceiling, report, cpu, _utilisation(grants))
@@ -222,20 +234,74 @@ def _wait_quiet(loop, book, settle_s: float, limit_s: float = 600) -> None:
             return
 
 
-def _etcd_ceiling(c: _Cluster, puts: int) -> dict:
-    """The same fenced batches of Allocation-sized puts, written straight to etcd by the
-    leader's store, with nothing else to do: what end to end could reach at most."""
-    from gaia_master.store import MAX_OPS_PER_TXN
+def _etcd_ceiling(c: _Cluster, apps: list, count: int) -> dict:
+    """The raw throughput of the leader's own kind of grant transactions on this etcd, now.
+
+    The transactions are built exactly as the leader builds a cycle's (AppTable._transactions:
+    each app's record and up to 119 Allocations of its shape per fenced transaction, the same
+    fields and sizes, keys as long: a shadow cluster root `/gaia/bench-ceilg/`, which, like
+    allocations/, nothing watches), all of them beforehand, so only their writing is timed:
+    through the leader's pipeline (scheduling/writer.py) at its depth and at twice it, the
+    better counting (the best these transactions do here, not the leader's choice). Each try
+    writes fresh keys; they are deleted and etcd compacted afterwards, since uncompacted
+    tombstones of tens of thousands of deleted keys make etcd 3.4 spend about twice the CPU
+    on every later put (measured), which would slow the run and the next measurement."""
+    from gaia_master.app_table import AppTable
+    from gaia_master.scheduling import writer
     store = c.master.store
-    alloc = types_pb2.Allocation(app_id="ceiling-00000000", node_id="main-hollow-0", node_address="127.0.0.1:1",
-                                 request=types_pb2.Resources(cpu_millis=1000, memory_bytes=2 * GIB), epoch=1)
-    prefix = c.master.keys.root + "bench-ceiling/"
-    t0 = time.perf_counter()
-    for start in range(0, puts, MAX_OPS_PER_TXN):
-        store.commit([store.put(f"{prefix}{i}", alloc) for i in range(start, min(puts, start + MAX_OPS_PER_TXN))])
-    elapsed = time.perf_counter() - t0
-    c.master.etcd.delete_prefix(prefix)
-    return {"puts": puts, "per_txn": MAX_OPS_PER_TXN, "puts_per_s": round(puts / elapsed)}
+    shadow = AppTable(Keys(CEILING_CLUSTER), store)
+    groups = _ceiling_groups(c, apps, count)
+    txns = [(txn, after) for txn, _, after in shadow._transactions(groups, MAX_OPS_PER_TXN)]
+    rates = {}
+    for depth in (writer.DEPTH, 2 * writer.DEPTH):
+        pipeline = writer.Pipeline(writer.transport(store), store.election, depth)
+        t0 = time.perf_counter()
+        for txn, after in txns:
+            pipeline.send(txn, None, after)
+        pipeline.flush()
+        rates[depth] = round(count / (time.perf_counter() - t0))
+        _forget_keys(c, shadow.keys.root, groups)
+    return {"puts": count, "transactions": len(txns), "per_depth": rates, "puts_per_s": max(rates.values())}
+
+
+def _ceiling_groups(c: _Cluster, apps: list, count: int) -> list:
+    """`count` grants dealt over the apps in turn as (record, allocations, changes, vector),
+    the applier's groups: each app's request, nodes round robin, instance ids from 0."""
+    nodes = c.master.node_view.node_list()
+    groups, left, k = [], count, 0
+    for spec in apps:
+        record = c.master.table.apps[spec.name]
+        n = min(left, spec.instances)
+        allocations = []
+        for i in range(n):
+            node = nodes[k % len(nodes)]
+            k += 1
+            allocations.append(types_pb2.Allocation(app_id=record.app_id, instance_id=str(i), node_id=node.node_id,
+                                                    node_address=node.address, request=spec.resources.request,
+                                                    version=record.version or 1))
+        groups.append((record, allocations, {"next_instance": n}, None))
+        left -= n
+    return groups
+
+
+def _forget_keys(c: _Cluster, root: str, groups: list) -> None:
+    """Delete what a ceiling wrote, a few thousand keys a transaction (one range of 200,000
+    keys would hold etcd for seconds), then compact, so that neither the run nor the next
+    try meets its tombstones."""
+    etcd = c.admin
+    tx = etcd.transactions
+    ops, keys = [], 0
+    for record, allocations, *_ in groups:
+        prefix = f"{root}allocations/{record.app_id}/"
+        ops.append(tx.delete(prefix, range_end=etcd_utils.prefix_range_end(prefix.encode())))
+        keys += len(allocations)
+        if keys >= 5000 or len(ops) >= 100:
+            etcd.transaction(compare=[], success=ops, failure=[])
+            ops, keys = [], 0
+    if ops:
+        etcd.transaction(compare=[], success=ops, failure=[])
+    etcd.delete_prefix(root)                  # the app records
+    etcd.compact(etcd.get_response(root).header.revision, physical=True)
 
 
 def _demand(apps: list) -> dict:
@@ -250,9 +316,10 @@ def _demand(apps: list) -> dict:
 
 def _figures(apps, totals, elapsed, asked_s, ceiling, report, cpu, utilisation) -> dict:
     accepted = report.accepted
-    # the leader's pipeline while it has a backlog: snapshot, decide, re-check, write, per
-    # second of cycle time (the wall clock also holds the idle waits for churned nodes)
-    busy = totals.snapshot_s + totals.schedule_s + totals.apply_s
+    # the leader's pipeline: snapshot, decide, re-check, write, per second of the cycles that
+    # granted (the wall clock also holds the idle waits for churned nodes, and once the
+    # cluster is full, cycles that only find the backlog still does not fit)
+    busy = totals.granting_s
     end_to_end = min(accepted, totals.granted) / busy if busy > 0 else 0.0
     drf = [row for row in report.drf if row.within is not None]
     worst = max(drf, key=lambda r: abs(r.deviation) - r.tolerance, default=None)
@@ -267,12 +334,15 @@ def _figures(apps, totals, elapsed, asked_s, ceiling, report, cpu, utilisation) 
         "wall_clock": {"first_ask_to_last_grant_s": round(elapsed, 2),
                        "per_s": round(accepted / elapsed) if elapsed > 0 else None},
         "etcd_ceiling_per_s": ceiling["puts_per_s"],
-        "etcd_ceiling_runs": {"before_per_s": ceiling["before_run_per_s"], "after_per_s": ceiling["after_run_per_s"]},
+        "etcd_ceiling_runs": {f"{when}_per_s": ceiling[when]["puts_per_s"] for when in ("before", "after")},
+        "etcd_ceiling_per_depth": {f"{when}_depth_{d}": rate for when in ("before", "after")
+                                   for d, rate in ceiling[when]["per_depth"].items()},
         "end_to_end_vs_ceiling": round(end_to_end / ceiling["puts_per_s"], 3) if ceiling["puts_per_s"] else None,
         "decision_latency_ms": _ms(percentiles(totals.decisions_s)),
         "decided_after_cycle_start_ms": _ms(percentiles(totals.completions_s)),
         "cycles": {"count": totals.cycles, "snapshot_s": round(totals.snapshot_s, 2),
-                   "schedule_s": round(totals.schedule_s, 2), "apply_s": round(totals.apply_s, 2)},
+                   "schedule_s": round(totals.schedule_s, 2), "apply_s": round(totals.apply_s, 2),
+                   "granting_s": round(totals.granting_s, 2)},
         "utilisation": utilisation,
         "drf": {"pools_checked": len(drf), "within_tolerance": sum(1 for r in drf if r.within),
                 "worst_pool": worst.path if worst else None,
@@ -301,6 +371,8 @@ def _cpu(procs: dict) -> dict:
     out = {}
     for name, p in procs.items():
         out[name] = sum(_proc_cpu(q) for q in (p if isinstance(p, list) else [p]))
+    t = psutil.cpu_times()   # the whole machine: what is not ours is other processes' (noise)
+    out["others"] = t.user + t.nice + t.system + t.irq + t.softirq - sum(out.values())
     return out
 
 

@@ -31,11 +31,20 @@ def list_apps(ctx, fmt):
 @click.command()
 @click.argument("app")
 @click.argument("instances", type=click.IntRange(min=0))
+@click.option("--instances", "instance_ids", metavar="ID[,ID...]", default="",
+              help="Scale down by removing these instances (as many as the app shrinks by); "
+                   "default: the newest.")
 @output.output_option
 @pass_context
-def scale(ctx, app, instances, fmt):
+def scale(ctx, app, instances, instance_ids, fmt):
     """Set the number of instances APP should run."""
-    output.emit(fmt, ctx.call("ScaleApp", master_pb2.ScaleAppRequest(name=app, instances=instances)), _summary)
+    request = master_pb2.ScaleAppRequest(name=app, instances=instances, instance_ids=id_list(instance_ids))
+    output.emit(fmt, ctx.call("ScaleApp", request), _summary)
+
+
+def id_list(text: str) -> list:
+    """"3,7" -> ["3", "7"]: instance ids as `gaia status` shows them."""
+    return [i.strip() for i in text.split(",") if i.strip()]
 
 
 @click.command()

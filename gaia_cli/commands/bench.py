@@ -59,3 +59,36 @@ def scheduler(nodes, pools, workload, instances, demand, churn, node_cpu, max_ap
     figures = entry_point("gaia_cli.bench.scheduler")(nodes=nodes, pools=pools, workload=workload, instances=instances,
                                                        demand=demand, churn=churn, node_cpu=node_cpu, max_apps=max_apps)
     emit(fmt, figures, lambda f: render_fields(_flatten(f)))
+
+
+@click.command()
+@click.option("--sizes", default="10,100,1000", show_default=True, metavar="K,K,...",
+              help="Instances on the lost node, one run per size.")
+@click.option("--lease-ttl", type=click.IntRange(min=1), default=3, show_default=True, metavar="SECONDS",
+              help="The hollow nodes' lease TTL.")
+@click.option("--rollout", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Instances of the rolling-update run (0: skip it).")
+@click.option("--batch", type=click.IntRange(min=1), default=10, show_default=True,
+              help="The rolling update's max_unavailable.")
+@output_option
+def recovery(sizes, lease_ttl, rollout, batch, fmt):
+    """Kill -9 a (hollow) node holding K instances: seconds until all run elsewhere, per K;
+    then a rolling update: total time and peak unavailable instances."""
+    try:
+        ks = [int(s) for s in sizes.split(",") if s.strip()]
+    except ValueError:
+        raise click.BadParameter("a comma-separated list of instance counts", param_hint="--sizes") from None
+    if not ks or min(ks) < 1:
+        raise click.BadParameter("each size must be at least 1", param_hint="--sizes")
+    figures = entry_point("gaia_cli.bench.recovery")(sizes=ks, lease_ttl=lease_ttl, rollout=rollout, batch=batch)
+    emit(fmt, figures, lambda f: render_table_runs(f))
+
+
+def render_table_runs(figures: dict) -> str:
+    from gaia_cli.output import render_table
+    cols = ["instances", "detect_s", "placed_s", "recover_s", "after_detect_s", "within_target", "moved", "charged"]
+    head = f"node lease TTL {figures['lease_ttl_s']}s, target: recovered within {figures['target_s']}s\n"
+    out = head + render_table([c.upper() for c in cols], [[r[c] for c in cols] for r in figures["runs"]])
+    if figures.get("rolling_update"):
+        out += "\n\nrolling update\n" + render_fields(_flatten(figures["rolling_update"]))
+    return out

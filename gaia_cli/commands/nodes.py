@@ -29,6 +29,7 @@ def render_node(n: master_pb2.NodeStatus) -> str:
         ("Address", info.address),
         ("Host IP", info.host_ip),
         ("Alive", "yes" if n.alive else "no"),
+        ("Draining", "yes" if n.draining else "no"),
         ("Containers", n.containers),
         ("Capacity", output.resources_brief(info.capacity)),
         ("Allocated", output.resources_brief(n.allocated)),
@@ -54,3 +55,14 @@ def list_nodes(ctx, fmt):
 def show(ctx, node_id, fmt):
     """Show one node: capacity, allocation, drivers, labels."""
     output.emit(fmt, ctx.call("GetNode", master_pb2.GetNodeRequest(node_id=node_id)), render_node)
+
+
+@click.command()
+@click.argument("node_id", metavar="NODE")
+@click.option("--undo", is_flag=True, help="Take new work on the node again.")
+@output.output_option
+@pass_context
+def drain(ctx, node_id, undo, fmt):
+    """Drain a node: no new placements, and every ApplicationMaster moves its instances off it
+    (each starts elsewhere before the old copy stops, when its pool has room)."""
+    output.emit(fmt, ctx.call("DrainNode", master_pb2.DrainNodeRequest(node_id=node_id, undo=undo)), render_node)

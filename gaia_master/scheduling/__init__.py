@@ -4,5 +4,6 @@
   index.py      incremental sums of the allocations (per node, pool, app)
   snapshot.py   the leader's state as Sfair's ClusterSnapshot
   applier.py    a plan re-checked and written in fenced batches
+  writer.py     those batches built in place and pipelined to etcd
   loop.py       the cycle on the leader
 """

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 
 import numpy as np
 
@@ -32,10 +33,11 @@ class Applied:
 
 
 class PlanApplier:
-    def __init__(self, table, node_view, book):
+    def __init__(self, table, node_view, book, events=None):
         self.table = table
         self.node_view = node_view
         self.book = book
+        self.events = events              # the master's event log: evictions are recorded there
         self._addresses: dict = {}
 
     def apply(self, plan, wanted: dict, version: int) -> Applied:
@@ -73,6 +75,10 @@ class PlanApplier:
             for e in victims:
                 log.info("%s: instance %s of %s on %s", e.kind, e.instance, app_id, e.node)
                 log.info("  %s", e.reason)
+            if self.events is not None:
+                self.events.record(app_id, [types_pb2.AppEvent(
+                    at=time.time(), kind="evict", instance_id=e.instance, cause=e.kind, platform=True,
+                    message=f"from {e.node}: {e.reason}") for e in victims])
         return sum(len(v) for v in by_app.values())
 
     # ---- the re-check ----
@@ -98,6 +104,10 @@ class PlanApplier:
             return False
         if w.is_am:
             return record.am_attempt + 1 == w.attempt
+        if w.move_ids:   # each still held where it was asked to move from, not already moving
+            mine, origin = self.table.allocations.get(w.app_id, {}), dict(w.ask.origins)
+            return record.am_attempt == w.attempt and all(
+                i in mine and mine[i].node_id == origin[i] and not mine[i].from_node_id for i in w.move_ids)
         return record.am_attempt == w.attempt and record.next_instance <= w.first_instance
 
     def _nodes_fit(self, w, nodes: list, free: dict, stale: bool) -> bool:
@@ -148,9 +158,13 @@ class PlanApplier:
                 allocations.append(self._allocation(record, w, nodes[0][0], "am"))
                 changes.update(am_attempt=w.attempt, message=w.ask.why)
                 continue
+            if w.move_ids:
+                allocations += self._moved(w, nodes, gpus)
+                continue
             instance = w.first_instance
+            base = self._allocation(record, w, nodes[0][0], "")   # built once: nodes differ in two fields
             for node_id, k in nodes:
-                template = self._allocation(record, w, node_id, "")
+                template = _copy(base, node_id=node_id, node_address=self._address(node_id))
                 for _ in range(k):
                     alloc = types_pb2.Allocation()
                     alloc.CopyFrom(template)
@@ -164,12 +178,34 @@ class PlanApplier:
         shapes = {w.shape.SerializeToString() for w, *_ in requests}
         # one common request (the usual case) lets the index add them per node; an AM placed
         # with instances in the same cycle differs in shape, so they are added one by one
-        return record, allocations, changes, as_vector(requests[0][0].shape) if len(shapes) == 1 else None
+        common = len(shapes) == 1 and not any(w.move_ids for w, *_ in requests)
+        return record, allocations, changes, as_vector(requests[0][0].shape) if common else None
+
+    def _moved(self, w, nodes: list, gpus: list) -> list:
+        """The moved instances' new allocations: the old ones on a new node, one move more;
+        a drain's keeps the old place (held until the AM has stopped the old copy)."""
+        mine = self.table.allocations[w.app_id]
+        targets = [node_id for node_id, k in nodes for _ in range(k)]
+        out = []
+        for j, (instance_id, node_id) in enumerate(zip(w.move_ids, targets)):
+            old = mine[instance_id]
+            alloc = types_pb2.Allocation()
+            alloc.CopyFrom(old)
+            alloc.node_id, alloc.node_address = node_id, self._address(node_id)
+            alloc.migrations = old.migrations + 1
+            alloc.from_node_id = old.node_id if w.ask.keep_old else ""
+            alloc.from_node_address = old.node_address if w.ask.keep_old else ""
+            del alloc.gpu_indices[:]
+            if gpus:
+                alloc.gpu_indices.extend(gpus[j])
+            out.append(alloc)
+        return out
 
     def _allocation(self, record, w, node_id: str, instance_id: str) -> types_pb2.Allocation:
         return types_pb2.Allocation(app_id=record.app_id, instance_id=instance_id, node_id=node_id,
                                     node_address=self._address(node_id), request=w.shape, is_am=w.is_am,
-                                    attempt=w.attempt if w.is_am else 0)
+                                    attempt=w.attempt if w.is_am else 0,
+                                    version=record.version or 1)   # new instances run the current spec
 
     def _address(self, node_id: str):
         """The live node's address (None: it left), looked up once per apply."""
@@ -177,6 +213,14 @@ class PlanApplier:
             node = self.node_view.node(node_id)
             self._addresses[node_id] = node.address if node is not None else None
         return self._addresses[node_id]
+
+
+def _copy(message, **fields):
+    out = type(message)()
+    out.CopyFrom(message)
+    for name, value in fields.items():
+        setattr(out, name, value)
+    return out
 
 
 def _by_request(plan) -> dict:

@@ -78,6 +78,9 @@ class AllocationIndex:
                            (self.app_usage, alloc.app_id)):
             table[key] = table.get(key, 0) + delta
         self.node_count[alloc.node_id] += sign
+        if alloc.from_node_id:   # moving off a draining node: both places are held meanwhile
+            self.node_allocated[alloc.from_node_id] = self.node_allocated.get(alloc.from_node_id, 0) + delta
+            self.node_count[alloc.from_node_id] += sign
         if alloc.gpu_indices:
             self._gpus(alloc, sign)
         if not alloc.is_am:  # the AM takes no slot of the app's spread (max_per_node, per domain)

@@ -24,6 +24,7 @@ class Totals:
     def __init__(self):
         self.cycles = self.placed = self.granted = self.refused = 0
         self.snapshot_s = self.schedule_s = self.apply_s = 0.0
+        self.granting_s = 0.0                # the cycles that granted something, whole
         self.first_grant_at = self.last_grant_at = None     # perf_counter of the commits
         self.evicted = 0
         self.decisions_s: list = []          # per request: time the scheduler spent deciding it
@@ -34,6 +35,7 @@ class Totals:
         for key in ("placed", "granted", "refused", "evicted", "snapshot_s", "schedule_s", "apply_s"):
             setattr(self, key, getattr(self, key) + last[key])
         if last["granted"]:
+            self.granting_s += last["snapshot_s"] + last["schedule_s"] + last["apply_s"]
             self.first_grant_at = self.first_grant_at or now - last["apply_s"]
             self.last_grant_at = now
         done = stats.get("request_done_at_s", [])
@@ -50,7 +52,8 @@ class SchedulingLoop:
         self.config = config or SfairConfig(max_cycle_s=2.0)
         self._wake = threading.Event()
         self._arrays = snapshot.NodeArrays()
-        self.applier = PlanApplier(master.table, master.node_view, master.book)
+        self.applier = PlanApplier(master.table, master.node_view, master.book,
+                                   events=getattr(master, "events", None))
         self.last: dict = {}                 # the last cycle's figures (gaia bench, logs)
         self.totals = Totals()
 
@@ -78,7 +81,7 @@ class SchedulingLoop:
         try:
             t0 = time.perf_counter()
             snap, wanted, version = snapshot.build(self.m.table, self.m.node_view, self.m.pool_table().list(),
-                                                   book, self._arrays, time.time())
+                                                   book, self._arrays, time.time(), self.m.drains.nodes)
             if not snap.pending:
                 return {}
             t1 = time.perf_counter()

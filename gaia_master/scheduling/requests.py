@@ -33,11 +33,24 @@ class AmAsk:
     since: float
 
 
+@dataclasses.dataclass
+class MoveAsk:
+    """Re-place these instances of an app elsewhere (their node was lost or is draining)."""
+    app_id: str
+    attempt: int
+    origins: tuple                 # ((instance_id, node it is moved off), ...) in asked order
+    keep_old: bool                 # a drain: the old place stays held until the AM finishes
+    cause: str
+    shape: types_pb2.Resources
+    since: float
+
+
 class RequestBook:
     def __init__(self):
         self._lock = threading.Lock()
         self._instances: dict = {}    # app_id -> InstanceAsk
         self._ams: dict = {}          # app_id -> AmAsk
+        self._moves: dict = {}        # app_id -> MoveAsk
         self._cycle = threading.Condition(self._lock)
         self.started = 0              # cycles begun
         self.cycles = 0               # cycles finished: a caller waits for the next one
@@ -54,10 +67,24 @@ class RequestBook:
             since = old.since if old is not None and old.attempt == attempt else time.time()
             self._ams[app_id] = AmAsk(app_id, attempt, why, shape, since)
 
+    def ask_moves(self, app_id: str, attempt: int, origins, keep_old: bool, cause: str, shape) -> None:
+        """Replaces the app's earlier move ask: an AM asks for every instance it still wants
+        moved. `origins`: (instance_id, node_id it is on now); once it is elsewhere it is done."""
+        with self._lock:
+            old = self._moves.get(app_id)
+            since = old.since if old is not None else time.time()
+            self._moves[app_id] = MoveAsk(app_id, attempt, tuple(origins), keep_old, cause, shape, since)
+
+    def drop_moves(self, app_id: str, ask: MoveAsk) -> None:
+        with self._lock:
+            if self._moves.get(app_id) is ask:
+                del self._moves[app_id]
+
     def drop(self, app_id: str) -> None:
         with self._lock:
             self._instances.pop(app_id, None)
             self._ams.pop(app_id, None)
+            self._moves.pop(app_id, None)
 
     def drop_am(self, app_id: str, attempt: int) -> None:
         with self._lock:
@@ -75,10 +102,12 @@ class RequestBook:
         with self._lock:
             self._instances.clear()
             self._ams.clear()
+            self._moves.clear()
 
     def asks(self) -> tuple:
+        """(instance asks, AM asks, move asks), each by app_id."""
         with self._lock:
-            return dict(self._instances), dict(self._ams)
+            return dict(self._instances), dict(self._ams), dict(self._moves)
 
     # ---- cycles ----
 

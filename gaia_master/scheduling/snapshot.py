@@ -23,6 +23,8 @@ from gaia_master.sfair.model import UNLIMITED
 log = logging.getLogger(__name__)
 DRIVER_LABEL = "gaia.io/driver."      # + name: a label every node offering that driver carries
 GPU_MODEL_LABEL = "gaia.io/gpu-model"
+DRAINING_LABEL = "gaia.io/draining"   # set on drained nodes: every request shuns them
+NOT_DRAINING = LabelConstraint(DRAINING_LABEL, "not_exists")
 AM_DRIVER = "process"
 
 
@@ -37,6 +39,7 @@ class Wanted:
     shape: types_pb2.Resources
     ask: object                       # the RequestBook entry, dropped once satisfied
     gang: bool = False
+    move_ids: tuple = ()              # a move: the instances re-placed, in order
 
 
 class NodeArrays:
@@ -48,14 +51,14 @@ class NodeArrays:
         self.infos: dict = {}
         self.gpu_lists: list = []            # per row: (Gpu, ...) the node reported, or None
 
-    def get(self, node_view) -> Nodes:
-        version = node_view.node_version
+    def get(self, node_view, draining=frozenset()) -> Nodes:
+        version = (node_view.node_version, frozenset(draining))
         if version != self._version:
             infos = sorted(node_view.node_list(), key=lambda n: n.node_id)
             self.infos = {n.node_id: n for n in infos}
             self._nodes = Nodes([n.node_id for n in infos],
                                 np.array([as_vector(n.capacity) for n in infos], dtype=np.int64),
-                                labels=[_labels(n) for n in infos],
+                                labels=[_labels(n, n.node_id in draining) for n in infos],
                                 gpu_models=[_gpu_model(n) for n in infos])
             self.gpu_lists = [_gpu_list(n) for n in infos]
             self._version = version
@@ -97,9 +100,11 @@ def _gpu_list(info):
     return gpus
 
 
-def _labels(info) -> dict:
+def _labels(info, draining: bool = False) -> dict:
     labels = dict(info.labels)
     labels.update((DRIVER_LABEL + d, "true") for d in info.drivers)
+    if draining:
+        labels[DRAINING_LABEL] = "true"
     return labels
 
 
@@ -122,11 +127,13 @@ def pool_specs(pools: list) -> list:
     return out
 
 
-def build(table, node_view, pools: list, book, arrays: NodeArrays, now: float) -> tuple:
-    """(ClusterSnapshot, {request_id: Wanted}, index version) under the table's lock."""
-    instance_asks, am_asks = book.asks()
+def build(table, node_view, pools: list, book, arrays: NodeArrays, now: float,
+          draining=frozenset()) -> tuple:
+    """(ClusterSnapshot, {request_id: Wanted}, index version) under the table's lock.
+    `draining`: node ids that take no new work."""
+    instance_asks, am_asks, move_asks = book.asks()
     with table.lock:
-        nodes = arrays.get(node_view)
+        nodes = arrays.get(node_view, draining)
         nodes.allocated = table.index.allocated(nodes.ids)
         nodes.gpus = arrays.node_gpus(table.index)
         summary = table.index.summary(table.lock)
@@ -136,6 +143,10 @@ def build(table, node_view, pools: list, book, arrays: NodeArrays, now: float) -
             _am_request(table, ask, book, pending, wanted)
         for ask in instance_asks.values():
             _instance_requests(table, nodes, ask, book, pending, wanted)
+        for ask in move_asks.values():
+            _move_request(table, nodes, ask, book, pending, wanted)
+        if draining:
+            pending = [dataclasses.replace(r, constraints=tuple(r.constraints) + (NOT_DRAINING,)) for r in pending]
     index = table.index
     snap = ClusterSnapshot(nodes, pool_specs(pools), pending=pending, summary=summary, now=now,
                            running_in=lambda pool: _locked(table, index.running_in, pool))
@@ -184,6 +195,28 @@ def _instance_requests(table, nodes, ask, book, pending, wanted):
         pending.append(PendingRequest(rid, count=count, gang=gang, first_instance=first, **base))
         wanted[rid] = Wanted(ask.app_id, ask.attempt, False, first, count, ask.shape, ask, gang)
         first += count
+
+
+def _move_request(table, nodes, ask, book, pending, wanted):
+    """The instances still to move, as one request of the app (same constraints and spread)."""
+    record = table.by_id(ask.app_id)
+    if record is None or record.state in TERMINAL or record.am_attempt != ask.attempt:
+        book.drop_moves(ask.app_id, ask)
+        return
+    mine = table.allocations.get(ask.app_id, {})
+    # still where it was asked to move from (not moved yet, nor moving) and allowed one more move
+    ids = tuple(i for i, node_id in ask.origins if i in mine and mine[i].node_id == node_id
+                and not mine[i].from_node_id and mine[i].migrations < record.spec.migrate_times)
+    if not ids:
+        book.drop_moves(ask.app_id, ask)
+        return
+    spec = record.spec
+    rid = f"{ask.app_id}/move"
+    pending.append(PendingRequest(rid, ask.app_id, spec.pool, spec.priority, len(ids), as_vector(ask.shape),
+                                  constraints=_constraints(spec),
+                                  gpu_models=(spec.gpu_model,) if spec.gpu_model else (),
+                                  spread=_spread(spec, nodes, spec.instances), submitted_at=ask.since))
+    wanted[rid] = Wanted(ask.app_id, ask.attempt, False, 0, len(ids), ask.shape, ask, move_ids=ids)
 
 
 def _constraints(spec) -> tuple:

@@ -285,7 +285,9 @@ class HollowFleet:
             status = types_pb2.ContainerStatus(
                 container_id=spec.container_id, app_id=spec.app_id, app_name=spec.app_name,
                 instance_id=spec.instance_id, node_id=node.node_id, host_ip=node.info.host_ip,
-                state=types_pb2.CONTAINER_STATE_RUNNING, started_at=time.time(),
+                state=types_pb2.CONTAINER_STATE_RUNNING, started_at=time.time(), version=spec.version,
+                # nothing runs to probe: a checked instance counts as healthy (rollout gates pass)
+                health="healthy" if spec.health_check.kind else "",
                 host_ports={p.name: p.container_port if spec.host_network and p.container_port else node.fake_port()
                             for p in spec.ports})
             puts = {self.keys.container(spec.app_id, spec.container_id): status.SerializeToString()}

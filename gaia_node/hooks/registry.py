@@ -5,6 +5,7 @@ reclaim, disk pressure) called every `interval` seconds by the agent.
 """
 import dataclasses
 
+from gaia_node import health, partition
 from gaia_node.isolation import cpu, disk, disk_io, memory
 from gaia_node.network import hook as network
 
@@ -16,6 +17,8 @@ class NodeParts:
     cgroups: object        # gaia_node.cgroups implementation, or None
     containers: object     # gaia_node.containers.Containers (set before managers are built)
     events: object         # gaia_node.events.EventLog
+    registration: object = None   # gaia_node.registration.Registration (the node's lease)
+    health: object = None  # gaia_node.health.HealthChecks: made by build_hooks, ticked as a manager
 
 
 def build_hooks(parts: NodeParts) -> list:
@@ -25,6 +28,7 @@ def build_hooks(parts: NodeParts) -> list:
     hooks.append(network.hook(parts))        # netns, veth, address, tc shaping, port DNAT
     if parts.cgroups is not None:
         hooks.append(memory.hook(parts))     # a kernel OOM kill is reported as one
+    hooks.append(health.hook(parts))         # last: probes start once everything else is set up
     return hooks
 
 
@@ -32,6 +36,9 @@ def build_managers(parts: NodeParts) -> list:
     """(name, interval_seconds, callable) for each node-wide loop."""
     managers = []
     managers.append(disk.manager(parts))     # disk pressure: evict furthest over quota first
+    managers.append(health.manager(parts))   # start the health probes that are due
+    if parts.registration is not None:
+        managers.append(partition.manager(parts))  # cut off from etcd past the grace: stop what asked
     if parts.cgroups is not None:
         managers.append(memory.manager(parts))  # elastic memory: squeeze, then kill, borrowers
     return managers

@@ -34,6 +34,9 @@ class FakeStore:
     def delete(self, key):
         return ("delete", key)
 
+    def delete_prefix(self, prefix):
+        return ("delete_prefix", prefix)
+
 
 def spec(name="web"):
     return spec_mod.load_yaml(f"name: {name}\ncommand: sleep 1\n")

@@ -8,10 +8,11 @@ from gaia_common.pb import master_pb2, types_pb2
 from gaia_cli.main import cli
 from tests.unit.cli_fakes import fake_master  # noqa: F401  (fixture)
 
-APP_STATUS_KEYS = {"app", "instances", "am", "epoch"}
+APP_STATUS_KEYS = {"app", "instances", "am", "epoch", "events"}
 APP_RECORD_KEYS = {"app_id", "spec", "state", "message", "am_attempt", "created_unix_ms", "epoch",
-                   "idempotency_key", "next_instance"}
-NODE_STATUS_KEYS = {"info", "allocated", "containers", "alive", "running", "events"}
+                   "idempotency_key", "next_instance", "version", "versions", "previous_version",
+                   "remove_instances", "next_event"}
+NODE_STATUS_KEYS = {"info", "allocated", "containers", "alive", "running", "events", "draining"}
 
 
 def app_status(name="hello", instances=2) -> master_pb2.AppStatus:
@@ -125,7 +126,7 @@ def test_resolve(fake_master):
                                   node_id="n1")])
     doc = json.loads(run("resolve", "hello", "-o", "json"))
     assert set(doc) == {"endpoints"}
-    assert set(doc["endpoints"][0]) == {"app", "instance_id", "host", "ports", "node_id", "container_id"}
+    assert set(doc["endpoints"][0]) == {"app", "instance_id", "host", "ports", "node_id", "container_id", "health"}
     assert fake_master.calls[-1] == ("Resolve", master_pb2.ResolveRequest(app="hello"))
 
     lines = run("resolve", "hello/http").splitlines()

@@ -1,0 +1,112 @@
+"""Moving instances off lost and drained nodes: the AM's half of a migration.
+
+The master tells the AM, in each instance's view, that its node is lost (lease gone) or
+draining. The AM asks the master to re-place those instances (same instance ids); the master
+answers through the app's status. A lost node's instances simply start on their new nodes. A
+drained node's instance keeps running on the old node until its new copy runs (and passes its
+health check, if it has one); only then is the old copy stopped and the old place released.
+Moves are the platform's doing: never charged to retry_times, bounded by migrate_times.
+"""
+import logging
+
+import grpc
+
+from gaia_common.client import GaiaError
+from gaia_common.pb import master_pb2, types_pb2
+from gaia_am.containers import counter_of
+
+log = logging.getLogger(__name__)
+UP = (types_pb2.CONTAINER_STATE_RUNNING,)
+NOT_READY = ("starting", "unhealthy")
+
+
+class Migrator:
+    def __init__(self, am):
+        self.am = am
+        self._counters = {}     # instance_id -> highest container counter seen
+        self._given_up = set()  # instances past migrate_times, reported once
+
+    def observe(self, instances) -> None:
+        """Remember each instance's newest counter: a moved instance starts above it, so its new
+        container's key never collides with the old copy's (a node may come back)."""
+        for view in instances:
+            for st in (view.status, view.from_status):
+                if st.container_id:
+                    iid = view.allocation.instance_id
+                    self._counters[iid] = max(self._counters.get(iid, 0), counter_of(st.container_id))
+
+    def first_counter(self, alloc) -> int:
+        """The counter to start an instance that has no container on its node."""
+        base = alloc.restart_from
+        if alloc.migrations:
+            base = max(base, self._counters.get(alloc.instance_id, -1) + 1, alloc.migrations)
+        return base
+
+    def step(self, status, instances) -> None:
+        spec = status.app.spec
+        lost = [v for v in instances if v.node_lost and not v.allocation.from_node_id]
+        draining = [v for v in instances if v.node_draining and not v.node_lost and not v.allocation.from_node_id]
+        self._ask(status, self._movable(status, lost), keep_old=False, cause="node lost")
+        self._ask(status, self._movable(status, draining), keep_old=True, cause="node drained")
+        for view in instances:
+            if view.allocation.from_node_id and self._new_copy_ready(view, spec):
+                self._finish(status, view)
+
+    def _movable(self, status, views) -> list:
+        spec, out = status.app.spec, []
+        for view in views:
+            alloc = view.allocation
+            if alloc.migrations < spec.migrate_times:
+                out.append(alloc.instance_id)
+            elif alloc.instance_id not in self._given_up:
+                self._given_up.add(alloc.instance_id)
+                self._give_up(status, alloc)
+        return out
+
+    def _ask(self, status, ids, keep_old: bool, cause: str) -> None:
+        if not ids:
+            return
+        request = master_pb2.MoveRequest(app_id=self.am.app_id, attempt=self.am.attempt, instance_ids=ids,
+                                         keep_old=keep_old, cause=cause, wait_seconds=1.0)
+        try:
+            grants = self.am.client.call("MoveInstances", request)
+        except GaiaError as e:
+            log.warning("could not move %s (%s): %s", ",".join(ids), cause, e.message)
+            return
+        for alloc in grants.allocations:
+            log.info("instance %s moves to %s (%s, move %d)", alloc.instance_id, alloc.node_id, cause,
+                     alloc.migrations)
+            self.am.record_event("migrate", alloc.instance_id, cause, f"to {alloc.node_id}", platform=True)
+        if grants.pending:
+            log.info("%d instances wait for a new node: %s", grants.pending, grants.message)
+
+    @staticmethod
+    def _new_copy_ready(view, spec) -> bool:
+        st = view.status
+        if not st.container_id or st.state not in UP:
+            return False
+        return not (spec.HasField("health_check") and st.health in NOT_READY)
+
+    def _finish(self, status, view) -> None:
+        alloc, old = view.allocation, view.from_status
+        if old.container_id and old.state in (types_pb2.CONTAINER_STATE_STARTING, types_pb2.CONTAINER_STATE_RUNNING):
+            try:
+                self.am.nodes.stop(alloc.from_node_address, status.epoch, old.container_id, remove=True)
+            except grpc.RpcError as e:
+                log.warning("could not stop %s on %s: %s", old.container_id, alloc.from_node_id, e.details())
+                return
+        try:
+            self.am.client.call("FinishMoves", master_pb2.ReleaseRequest(
+                app_id=self.am.app_id, attempt=self.am.attempt, instance_ids=[alloc.instance_id]))
+        except GaiaError as e:
+            log.warning("could not finish moving %s: %s", alloc.instance_id, e.message)
+            return
+        log.info("instance %s left %s", alloc.instance_id, alloc.from_node_id)
+
+    def _give_up(self, status, alloc) -> None:
+        why = f"instance {alloc.instance_id} lost its node and was moved {alloc.migrations} times " \
+              f"(migrate_times {status.app.spec.migrate_times})"
+        log.warning(why)
+        self.am.record_event("failed", alloc.instance_id, "migrate_times reached", why, platform=True)
+        if status.app.spec.kind == types_pb2.APP_KIND_BATCH:
+            self.am._report(types_pb2.APP_STATE_FAILED, why)

@@ -1,0 +1,157 @@
+"""WatchApp: a stream of an app's status, the current one first, then one after every change.
+
+Changes are signalled, not polled: the application table calls `Notifier.notify(app_id)` when
+an app's record or allocations change in memory, the node view when one of its containers
+does (or a node goes: notify_all). Each watch waits on an Event of its own, so a change wakes
+only that app's watchers. Sends are coalesced (at most one per MIN_INTERVAL; a burst of
+changes becomes one status), skipped when nothing visible changed, and repeated as a
+keepalive at least every KEEPALIVE seconds, so a client can tell a quiet stream from a dead one.
+
+Every stream holds one of the gRPC server's worker threads for its whole life, so at most
+MAX_WATCHES run at once (the server is sized for them on top of the unary calls' workers); a
+client over the cap gets RESOURCE_EXHAUSTED and polls GetApp instead.
+"""
+import threading
+import time
+
+import grpc
+
+from gaia_common import rpc
+from gaia_master.app_table import TERMINAL
+
+MIN_INTERVAL = 0.05      # at most ~20 statuses a second per watch
+KEEPALIVE = 5.0
+CHECK = 0.5              # how often a quiet watch looks at its client and the leadership
+MAX_WATCHES = 256
+
+
+class Notifier:
+    """Per-app change signals, cheap enough to raise from any thread under any lock."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._subs = {}          # app_id -> {threading.Event}
+
+    def subscribe(self, app_id: str) -> threading.Event:
+        event = threading.Event()
+        with self._lock:
+            self._subs.setdefault(app_id, set()).add(event)
+        return event
+
+    def unsubscribe(self, app_id: str, event: threading.Event):
+        with self._lock:
+            subs = self._subs.get(app_id)
+            if subs is not None:
+                subs.discard(event)
+                if not subs:
+                    del self._subs[app_id]
+
+    def notify(self, app_id: str):
+        with self._lock:
+            for event in self._subs.get(app_id, ()):
+                event.set()
+
+    def notify_many(self, app_ids):
+        with self._lock:
+            for app_id in app_ids:
+                for event in self._subs.get(app_id, ()):
+                    event.set()
+
+    def notify_all(self):
+        with self._lock:
+            for subs in self._subs.values():
+                for event in subs:
+                    event.set()
+
+
+class Watches:
+    def __init__(self, max_watches: int = MAX_WATCHES, min_interval: float = MIN_INTERVAL,
+                 keepalive: float = KEEPALIVE, check: float = CHECK):
+        self.notifier = Notifier()
+        self.max_watches = max_watches
+        self.min_interval = min_interval
+        self.keepalive = keepalive
+        self.check = check
+        self._slots = threading.BoundedSemaphore(max_watches)
+
+    def stream(self, app_id: str, build, ended, alive, context):
+        """The statuses of one watch (a generator for gRPC).
+
+        `build()`: the app's status now, or None once the app is gone; `ended(status)`: the
+        last one to send (app finished, AM superseded); `alive()`: None while the stream may go
+        on, else (gRPC code, details, the leader's address or '') to end it with (leadership
+        lost)."""
+        if not self._slots.acquire(blocking=False):
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"{self.max_watches} watches already open; poll GetApp instead")
+        try:
+            for status in self.follow(app_id, build, ended, lambda: _check(alive, context)):
+                yield status
+        finally:
+            self._slots.release()
+
+    def follow(self, app_id: str, build, ended, go_on):
+        """Yield statuses until `ended` or until `go_on()` is false. Separated from the gRPC
+        side so it can be tested with a fake clock of changes."""
+        changed = self.notifier.subscribe(app_id)
+        last, sent_at = None, 0.0
+        try:
+            while True:
+                changed.clear()        # before building: a change from now on wakes us again
+                status = build()
+                if status is None:
+                    return
+                data = status.SerializeToString(deterministic=True)
+                if data != last or time.monotonic() - sent_at >= self.keepalive:
+                    yield status
+                    last, sent_at = data, time.monotonic()
+                if ended(status):
+                    return
+                time.sleep(self.min_interval)   # coalesce: what changes meanwhile goes in the next one
+                if not self._wait(changed, sent_at, go_on):
+                    return
+        finally:
+            self.notifier.unsubscribe(app_id, changed)
+
+    def _wait(self, changed: threading.Event, sent_at: float, go_on) -> bool:
+        """Until a change or the keepalive is due; False when the stream must end."""
+        while True:
+            if not go_on():
+                return False
+            left = sent_at + self.keepalive - time.monotonic()
+            if left <= 0 or changed.wait(min(self.check, left)):
+                return go_on()
+
+
+def _check(alive, context) -> bool:
+    """Whether the stream goes on: its client is still there and we still lead (else abort
+    the way unary calls do, so the client finds the new leader)."""
+    if not context.is_active():
+        return False
+    verdict = alive()
+    if verdict is not None:
+        code, details, leader = verdict
+        if leader:
+            context.set_trailing_metadata(((rpc.LEADER_METADATA, leader),))
+        context.abort(code, details)
+    return True
+
+
+def serve(master, request, context, status_of):
+    """The WatchApp stream of `request.app_id` on `master`; `status_of(record)` builds a status."""
+    def build():
+        record = master.table.by_id(request.app_id)
+        return None if record is None else status_of(record)
+
+    def ended(status) -> bool:
+        superseded = request.attempt and status.app.am_attempt != request.attempt
+        return status.app.state in TERMINAL or bool(superseded)
+
+    def alive():
+        if master.is_serving():
+            return None
+        leader = master.election.leader()
+        address = leader.address if leader and leader.address != master.address else ""
+        return grpc.StatusCode.FAILED_PRECONDITION, f"not the leader; leader is {address or 'unknown'}", address
+
+    return master.watches.stream(request.app_id, build, ended, alive, context)
