@@ -122,3 +122,50 @@ def test_drained_node_instances_start_elsewhere_before_the_old_stop(cluster, tmp
     assert cluster.cli_json("node", "drain", victim, "--undo")["draining"] is False
     grown = wait_for(lambda: (lambda s: s if all_running(s, 3) else None)(get()), 30, what="3 instances")
     assert victim in {v.allocation.node_id for v in grown.instances}
+
+
+def copies(app_id, instance):
+    """Live processes of one instance, wherever they run (the real count, not etcd's)."""
+    n = 0
+    for p in psutil.process_iter(["pid"]):
+        try:
+            env = p.environ()
+        except psutil.Error:
+            continue
+        if env.get("GAIA_APP_ID") == app_id and env.get("GAIA_INSTANCE") == instance and \
+                "sleep" in " ".join(p.cmdline()):
+            n += 1
+    return n
+
+
+@pytest.mark.parametrize("on_partition", ["keep", "stop"])
+def test_partitioned_node_comes_back_and_one_copy_of_each_instance_survives(cluster, tmp_path, on_partition):
+    name = f"part-{on_partition}"
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(SLEEPER.format(name=name, instances=2, per_node=1, python=sys.executable)
+                    + f"on_partition: {on_partition}\n")
+    cluster.cli("submit", str(path))
+    client = cluster.client(retry_for=10)
+    get = lambda: client.call("GetApp", master_pb2.GetAppRequest(name=name))  # noqa: E731
+    before = wait_for(lambda: (lambda s: s if all_running(s, 2) else None)(get()), 60, what="2 instances")
+    am_node = before.am.allocation.node_id
+    view = next((v for v in before.instances if v.allocation.node_id != am_node), None)
+    if view is None:
+        pytest.skip("both instances share the AM's node")   # max_per_node 1 on 3 nodes: not expected
+    victim, instance, app_id = view.allocation.node_id, view.allocation.instance_id, before.app.app_id
+
+    node = cluster.nodes[victim]
+    os.kill(node.pid, signal.SIGSTOP)        # the node manager only: its containers run on
+    try:
+        wait_for(lambda: all_running(get(), 2, avoid=victim), LEASE_TTL + 10, what="a replacement elsewhere")
+        assert copies(app_id, instance) == 2   # the zombie and its replacement, for now
+    finally:
+        os.kill(node.pid, signal.SIGCONT)
+    wait_for(lambda: copies(app_id, instance) == 1, 30, what=f"one copy of instance {instance}",
+             on_timeout=lambda: copies(app_id, instance))
+    after = get()
+    moved = next(v for v in after.instances if v.allocation.instance_id == instance)
+    assert moved.allocation.node_id != victim and moved.status.state == RUNNING
+    assert all(v.allocation.charged == 0 for v in after.instances)
+    time.sleep(2)                              # and it stays one: nothing starts it again
+    assert copies(app_id, instance) == 1
