@@ -8,15 +8,20 @@ health check, if it has one); only then is the old copy stopped and the old plac
 Moves are the platform's doing: never charged to retry_times, bounded by migrate_times.
 """
 import logging
+import time
 
 import grpc
 
 from gaia_common.client import GaiaError
 from gaia_common.pb import master_pb2, types_pb2
-from gaia_am.containers import counter_of
+from gaia_am.containers import counter_of, stop_on_partition
 
 log = logging.getLogger(__name__)
 UP = (types_pb2.CONTAINER_STATE_RUNNING,)
+# An instance that stops itself when its node is cut off (on_partition: stop) is replaced only
+# this long after its node was seen lost: the node fences at its lease TTL (partition_grace),
+# and stopping takes up to gaia_node/partition.py's STOP_GRACE. A crashed node waits too.
+FENCE_WAIT = 3.5
 NOT_READY = ("starting", "unhealthy")
 
 
@@ -25,6 +30,7 @@ class Migrator:
         self.am = am
         self._counters = {}     # instance_id -> highest container counter seen
         self._given_up = set()  # instances past migrate_times, reported once
+        self._lost_since = {}   # instance_id -> when its node was first seen lost
 
     def observe(self, instances) -> None:
         """Remember each instance's newest counter: a moved instance starts above it, so its new
@@ -44,13 +50,28 @@ class Migrator:
 
     def step(self, status, instances) -> None:
         spec = status.app.spec
-        lost = [v for v in instances if v.node_lost and not v.allocation.from_node_id]
+        lost = self._fenced([v for v in instances if v.node_lost and not v.allocation.from_node_id], spec)
         draining = [v for v in instances if v.node_draining and not v.node_lost and not v.allocation.from_node_id]
         self._ask(status, self._movable(status, lost), keep_old=False, cause="node lost")
         self._ask(status, self._movable(status, draining), keep_old=True, cause="node drained")
         for view in instances:
             if view.allocation.from_node_id and self._new_copy_ready(view, spec):
                 self._finish(status, view)
+
+    def _fenced(self, lost: list, spec) -> list:
+        """The lost instances that may be replaced now: at once, unless they fence themselves
+        (then once their node has had time to stop them: never two copies)."""
+        now = time.time()
+        seen = {v.allocation.instance_id for v in lost}
+        self._lost_since = {i: t for i, t in self._lost_since.items() if i in seen}
+        if not stop_on_partition(spec):
+            return lost
+        for i in seen:
+            self._lost_since.setdefault(i, now)
+        ready = [v for v in lost if now - self._lost_since[v.allocation.instance_id] >= FENCE_WAIT]
+        if len(ready) < len(lost):
+            self.am.wake_at(min(self._lost_since[i] for i in seen) + FENCE_WAIT)
+        return ready
 
     def _movable(self, status, views) -> list:
         spec, out = status.app.spec, []

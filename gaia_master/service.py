@@ -239,13 +239,13 @@ class MasterService(master_pb2_grpc.MasterServicer):
         moved allocations name their new nodes; the rest are still pending."""
         record = self._am_record(request.app_id, request.attempt)
         mark = self.m.book.mark()
+        before = {i: a.migrations for i, a in self.m.table.app_allocations(record.app_id).items()}
         asked = moves.ask_moves(self.m, record, request)
         if asked and request.wait_seconds > 0:
             self.m.book.wait_cycle(mark, min(request.wait_seconds, 5.0))
         mine = self.m.table.app_allocations(record.app_id)
-        origin = {i: a.node_id for i, a in mine.items()}
-        moved = [mine[i] for i in request.instance_ids if mine[i].migrations and i in origin]
-        pending = sum(1 for i in asked if mine[i].node_id == origin.get(i) and not mine[i].from_node_id)
+        moved = [mine[i] for i in request.instance_ids if i in mine and mine[i].migrations > before.get(i, 0)]
+        pending = sum(1 for i in asked if i in mine and mine[i].migrations == before.get(i, 0))
         return master_pb2.Grants(allocations=moved, pending=pending,
                                  message=self.m.table.by_id(record.app_id).message if pending else "")
 

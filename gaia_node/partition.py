@@ -2,7 +2,8 @@
 
 A node that cannot renew its lease is lost to the masters once the lease expires, and the
 AMs start replacements elsewhere. Its containers keep running for `partition_grace` seconds
-(node config; 0 = twice the lease TTL), so a short hiccup costs nothing; past it the node
+(node config; 0 = the lease TTL: about when the masters see the node lost), so a short
+hiccup costs nothing; past it the node
 stops every running container whose spec has `stop_on_partition` (gang and batch apps by
 default: a replacement must never run beside a zombie) and keeps the rest. Each stop is a
 platform failure (not charged to the app) and a NodeEvent "partition.stop". When etcd answers
@@ -20,7 +21,9 @@ STOP_GRACE = 2.0       # short: every second it runs on is a second beside its r
 
 
 def grace_seconds(cfg) -> float:
-    return cfg.partition_grace if cfg.partition_grace > 0 else 2.0 * max(1, int(cfg.lease_ttl))
+    # the lease TTL by default: the fence falls when the masters see the node lost, and AMs
+    # wait a little longer before replacing fenced instances (gaia_am/migration.py FENCE_WAIT)
+    return cfg.partition_grace if cfg.partition_grace > 0 else float(max(1, int(cfg.lease_ttl)))
 
 
 class PartitionFence:

@@ -69,6 +69,7 @@ def test_lost_node_instances_run_elsewhere_within_lease_ttl_plus_5s(cluster, tmp
 
     kill_node(cluster, victim)
     t0 = time.monotonic()
+    print(f"killed {victim} at {time.time():.3f}")
     after = wait_for(lambda: (lambda s: s if all_running(s, 4, avoid=victim) else None)(get()),
                      LEASE_TTL + 5, interval=0.1, what=f"instances {sorted(moved)} running off {victim}",
                      on_timeout=lambda: [(v.allocation.instance_id, v.allocation.node_id, v.node_lost,

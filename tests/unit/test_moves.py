@@ -55,3 +55,32 @@ def test_a_moved_instance_starts_above_every_counter_seen():
     # never seen (a new AM after the node died): at least the move count, so moves differ
     assert m.first_counter(types_pb2.Allocation(instance_id="7", migrations=2)) == 2
     assert m.first_counter(types_pb2.Allocation(instance_id="7")) == 0      # not moved: from 0
+
+
+class _Am:
+    def __init__(self):
+        self.due = None
+
+    def wake_at(self, t):
+        self.due = t
+
+
+class _Lost:
+    def __init__(self, instance):
+        self.allocation = types_pb2.Allocation(instance_id=instance)
+        self.node_lost = True
+
+
+def test_self_fencing_instances_are_replaced_only_after_their_node_had_time_to_stop_them(monkeypatch):
+    from gaia_am import migration
+    clock = [1000.0]
+    monkeypatch.setattr(migration.time, "time", lambda: clock[0])
+    am = _Am()
+    m = Migrator(am)
+    batch = types_pb2.AppSpec(kind=types_pb2.APP_KIND_BATCH)
+    service = types_pb2.AppSpec(kind=types_pb2.APP_KIND_SERVICE)
+    lost = [_Lost("0")]
+    assert m._fenced(lost, service) == lost                  # keeps running on its node: at once
+    assert m._fenced(lost, batch) == [] and am.due == 1000.0 + migration.FENCE_WAIT
+    clock[0] += migration.FENCE_WAIT
+    assert m._fenced(lost, batch) == lost

@@ -316,8 +316,8 @@ def test_fence_waits_for_the_grace_then_stops_only_what_asked():
     assert fence.check() == []                       # stopped once
 
 
-def test_grace_defaults_to_twice_the_lease_ttl():
-    assert partition.grace_seconds(NodeConfig(lease_ttl=3)) == 6.0
+def test_grace_defaults_to_the_lease_ttl():
+    assert partition.grace_seconds(NodeConfig(lease_ttl=3)) == 3.0
     assert partition.grace_seconds(NodeConfig(lease_ttl=3, partition_grace=1.5)) == 1.5
 
 
