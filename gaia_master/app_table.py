@@ -147,14 +147,20 @@ class AppTable:
             self.on_change(new.app_id)
             return new
 
+    def _running_copy(self, record: types_pb2.AppRecord) -> types_pb2.AppRecord:
+        """A copy of the app's current record to change (call under the lock); Conflict when
+        the app finished or was replaced since `record` was read."""
+        current = self.get(record.spec.name)
+        if current.app_id != record.app_id or current.state in TERMINAL:
+            raise Conflict("stale", f"application {record.spec.name!r} is not running")
+        new = types_pb2.AppRecord()
+        new.CopyFrom(current)
+        return new
+
     def allocate(self, record: types_pb2.AppRecord, allocations: list, record_changes: dict = None):
         """Store grants (and optionally an app change) in one fenced transaction."""
         with self.lock:
-            current = self.get(record.spec.name)
-            if current.app_id != record.app_id or current.state in TERMINAL:
-                raise Conflict("stale", f"application {record.spec.name!r} is not running")
-            new = types_pb2.AppRecord()
-            new.CopyFrom(current)
+            new = self._running_copy(record)
             for field, value in (record_changes or {}).items():
                 setattr(new, field, value)
             new.epoch = self.store.election.epoch
@@ -280,11 +286,7 @@ class AppTable:
         change its record (spec fields in `spec_changes`; `remove_instances`: its new list),
         fenced, in one transaction when they fit (per-instance control, scaling by id)."""
         with self.lock:
-            current = self.get(record.spec.name)
-            if current.app_id != record.app_id or current.state in TERMINAL:
-                raise Conflict("stale", f"application {record.spec.name!r} is not running")
-            new = types_pb2.AppRecord()
-            new.CopyFrom(current)
+            new = self._running_copy(record)
             for field, value in (spec_changes or {}).items():
                 setattr(new.spec, field, value)
             if remove_instances is not None:
