@@ -358,3 +358,25 @@ class AutoscaleRequest(_message.Message):
     instances: int
     reason: str
     def __init__(self, app_id: _Optional[str] = ..., attempt: _Optional[int] = ..., instances: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class WatchEndpointsRequest(_message.Message):
+    __slots__ = ("app", "port", "after_revision")
+    APP_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_REVISION_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    port: str
+    after_revision: int
+    def __init__(self, app: _Optional[str] = ..., port: _Optional[str] = ..., after_revision: _Optional[int] = ...) -> None: ...
+
+class EndpointsUpdate(_message.Message):
+    __slots__ = ("revision", "full", "endpoints", "removed")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    FULL_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    full: bool
+    endpoints: _containers.RepeatedCompositeFieldContainer[_types_pb2.ServiceEndpoint]
+    removed: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, revision: _Optional[int] = ..., full: _Optional[bool] = ..., endpoints: _Optional[_Iterable[_Union[_types_pb2.ServiceEndpoint, _Mapping]]] = ..., removed: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -75,6 +75,11 @@ class MasterStub:
                 request_serializer=master__pb2.ResolveRequest.SerializeToString,
                 response_deserializer=master__pb2.ResolveResponse.FromString,
                 _registered_method=True)
+        self.WatchEndpoints = channel.unary_stream(
+                '/gaia.v1.Master/WatchEndpoints',
+                request_serializer=master__pb2.WatchEndpointsRequest.SerializeToString,
+                response_deserializer=master__pb2.EndpointsUpdate.FromString,
+                _registered_method=True)
         self.Logs = channel.unary_stream(
                 '/gaia.v1.Master/Logs',
                 request_serializer=master__pb2.AppLogsRequest.SerializeToString,
@@ -230,6 +235,13 @@ class MasterServicer:
 
     def Resolve(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchEndpoints(self, request, context):
+        """The app's healthy endpoints, then every change (see EndpointsUpdate); resumable.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -411,6 +423,11 @@ def add_MasterServicer_to_server(servicer, server):
                     servicer.Resolve,
                     request_deserializer=master__pb2.ResolveRequest.FromString,
                     response_serializer=master__pb2.ResolveResponse.SerializeToString,
+            ),
+            'WatchEndpoints': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchEndpoints,
+                    request_deserializer=master__pb2.WatchEndpointsRequest.FromString,
+                    response_serializer=master__pb2.EndpointsUpdate.SerializeToString,
             ),
             'Logs': grpc.unary_stream_rpc_method_handler(
                     servicer.Logs,
@@ -734,6 +751,33 @@ class Master:
             '/gaia.v1.Master/Resolve',
             master__pb2.ResolveRequest.SerializeToString,
             master__pb2.ResolveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchEndpoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/gaia.v1.Master/WatchEndpoints',
+            master__pb2.WatchEndpointsRequest.SerializeToString,
+            master__pb2.EndpointsUpdate.FromString,
             options,
             channel_credentials,
             insecure,
