@@ -7,6 +7,7 @@ drained node's instance keeps running on the old node until its new copy runs (a
 health check, if it has one); only then is the old copy stopped and the old place released.
 Moves are the platform's doing: never charged to retry_times, bounded by migrate_times.
 """
+import concurrent.futures
 import logging
 import time
 
@@ -23,6 +24,7 @@ UP = (types_pb2.CONTAINER_STATE_RUNNING,)
 # and stopping takes up to gaia_node/partition.py's STOP_GRACE. A crashed node waits too.
 FENCE_WAIT = 3.5
 NOT_READY = ("starting", "unhealthy")
+ENDED = (types_pb2.CONTAINER_STATE_EXITED, types_pb2.CONTAINER_STATE_FAILED, types_pb2.CONTAINER_STATE_STOPPED)
 
 
 class Migrator:
@@ -50,13 +52,16 @@ class Migrator:
 
     def step(self, status, instances) -> None:
         spec = status.app.spec
-        lost = self._fenced([v for v in instances if v.node_lost and not v.allocation.from_node_id], spec)
-        draining = [v for v in instances if v.node_draining and not v.node_lost and not v.allocation.from_node_id]
-        self._ask(status, self._movable(status, lost), keep_old=False, cause="node lost")
-        self._ask(status, self._movable(status, draining), keep_old=True, cause="node drained")
-        for view in instances:
-            if view.allocation.from_node_id and self._new_copy_ready(view, spec):
-                self._finish(status, view)
+        # a drain move whose new node died is sent too: the master puts it back on the old node
+        lost = self._fenced([v for v in instances if v.node_lost], spec)
+        draining = [v for v in instances if v.node_draining and not v.node_lost
+                    and not v.allocation.from_node_id and not _ended(v)]
+        self._ask(status, self._movable(status, lost, fail=True), keep_old=False, cause="node lost")
+        self._ask(status, self._movable(status, draining, fail=False), keep_old=True, cause="node drained")
+        done = [v for v in instances if v.allocation.from_node_id and not v.node_lost
+                and (v.allocation.stopped or self._new_copy_ready(v, spec))]
+        if done:
+            self._finish(status, done)
 
     def _fenced(self, lost: list, spec) -> list:
         """The lost instances that may be replaced now: at once, unless they fence themselves
@@ -73,15 +78,17 @@ class Migrator:
             self.am.wake_at(min(self._lost_since[i] for i in seen) + FENCE_WAIT)
         return ready
 
-    def _movable(self, status, views) -> list:
+    def _movable(self, status, views, fail: bool) -> list:
+        """Ids that may move once more. One at migrate_times stays: a lost node's instance is
+        failed (a batch app with it), a draining node's keeps running there (an event says so)."""
         spec, out = status.app.spec, []
         for view in views:
             alloc = view.allocation
-            if alloc.migrations < spec.migrate_times:
+            if alloc.migrations < spec.migrate_times or alloc.from_node_id:
                 out.append(alloc.instance_id)
             elif alloc.instance_id not in self._given_up:
                 self._given_up.add(alloc.instance_id)
-                self._give_up(status, alloc)
+                self._give_up(status, alloc, fail)
         return out
 
     def _ask(self, status, ids, keep_old: bool, cause: str) -> None:
@@ -108,26 +115,50 @@ class Migrator:
             return False
         return not (spec.HasField("health_check") and st.health in NOT_READY)
 
-    def _finish(self, status, view) -> None:
-        alloc, old = view.allocation, view.from_status
-        if old.container_id and old.state in (types_pb2.CONTAINER_STATE_STARTING, types_pb2.CONTAINER_STATE_RUNNING):
-            try:
-                self.am.nodes.stop(alloc.from_node_address, status.epoch, old.container_id, remove=True)
-            except grpc.RpcError as e:
-                log.warning("could not stop %s on %s: %s", old.container_id, alloc.from_node_id, e.details())
-                return
+    def _finish(self, status, views: list) -> None:
+        """Stop the old copies (all at once: each may take its stop grace), then release the
+        old places in one call. A user-stopped instance has no new copy to wait for."""
+        stopping = [v for v in views if v.from_status.container_id and v.from_status.state in
+                    (types_pb2.CONTAINER_STATE_STARTING, types_pb2.CONTAINER_STATE_RUNNING)]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(16, len(stopping)))) as pool:
+            stopped = list(pool.map(lambda v: self._stop_old(status, v), stopping))
+        failed = {v.allocation.instance_id for v, ok in zip(stopping, stopped) if not ok}
+        ids = [v.allocation.instance_id for v in views if v.allocation.instance_id not in failed]
+        if not ids:
+            return
         try:
             self.am.client.call("FinishMoves", master_pb2.ReleaseRequest(
-                app_id=self.am.app_id, attempt=self.am.attempt, instance_ids=[alloc.instance_id]))
+                app_id=self.am.app_id, attempt=self.am.attempt, instance_ids=ids))
         except GaiaError as e:
-            log.warning("could not finish moving %s: %s", alloc.instance_id, e.message)
+            log.warning("could not finish moving %s: %s", ",".join(ids), e.message)
             return
-        log.info("instance %s left %s", alloc.instance_id, alloc.from_node_id)
+        log.info("instances %s left their drained nodes", ",".join(ids))
 
-    def _give_up(self, status, alloc) -> None:
+    def _stop_old(self, status, view) -> bool:
+        alloc, old = view.allocation, view.from_status
+        try:
+            self.am.nodes.stop(alloc.from_node_address, status.epoch, old.container_id, remove=True)
+            return True
+        except grpc.RpcError as e:
+            log.warning("could not stop %s on %s: %s", old.container_id, alloc.from_node_id, e.details())
+            return False
+
+    def _give_up(self, status, alloc, fail: bool) -> None:
+        limit = status.app.spec.migrate_times
+        if not fail:
+            self.am.record_event("migrate", alloc.instance_id, "migrate_times reached",
+                                 f"stays on draining node {alloc.node_id}: moved {alloc.migrations} times "
+                                 f"(migrate_times {limit})", platform=True)
+            return
         why = f"instance {alloc.instance_id} lost its node and was moved {alloc.migrations} times " \
-              f"(migrate_times {status.app.spec.migrate_times})"
+              f"(migrate_times {limit})"
         log.warning(why)
         self.am.record_event("failed", alloc.instance_id, "migrate_times reached", why, platform=True)
         if status.app.spec.kind == types_pb2.APP_KIND_BATCH:
             self.am._report(types_pb2.APP_STATE_FAILED, why)
+
+
+def _ended(view) -> bool:
+    """Not worth moving: it exited (a batch instance's work is done) or failed for good, or
+    the user stopped it; it would only be started again elsewhere."""
+    return view.status.state in ENDED

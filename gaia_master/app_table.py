@@ -273,7 +273,7 @@ class AppTable:
     def release(self, app_id: str, instance_ids: list):
         with self.lock:
             mine = self.allocations.get(app_id, {})
-            gone = [i for i in instance_ids if i in mine]
+            gone = [i for i in dict.fromkeys(instance_ids) if i in mine]   # each once: a repeat is not a second delete
             self.store.commit_batches([self.store.delete(self.keys.allocation(app_id, i)) for i in gone])
             pool = self.by_id(app_id).spec.pool
             for i in gone:
@@ -294,7 +294,7 @@ class AppTable:
                 new.remove_instances.extend(remove_instances)
             new.epoch = self.store.election.epoch
             mine = self.allocations.get(new.app_id, {})
-            gone = [i for i in released if i in mine]
+            gone = [i for i in dict.fromkeys(released) if i in mine]
             ops = [self.store.put(self.keys.allocation(a.app_id, a.instance_id), a) for a in changed]
             ops += [self.store.delete(self.keys.allocation(new.app_id, i)) for i in gone]
             ops.append(self.store.put(self.keys.app(new.spec.name), new))  # last: written once all else is

@@ -5,6 +5,7 @@ loaded with one range read and then follows a watch that starts at the read's re
 so no event falls between the two. A broken watch (etcd member down, compaction) triggers a
 full reload.
 """
+import functools
 import logging
 import threading
 
@@ -23,11 +24,17 @@ class NodeView:
         self.lock = threading.Lock()
         self.nodes = {}        # node_id -> NodeInfo
         self.containers = {}   # app_id -> {container_id: ContainerStatus}
+        # (app_id, instance_id) -> the highest start counter ever seen: a moved instance starts
+        # above it, so a node that comes back never shares a container id with its replacement.
+        # Kept across reloads (a lost node's keys are gone by then).
+        self.counters = {}
         self.services = {}     # app_name -> {instance_id: ServiceEndpoint}
         self.revision = 0
         self.node_version = 0  # bumped whenever a node joins, changes or leaves
         self.broken = True
         self._watch_ids = []
+        from gaia_master.endpoints import EndpointLog   # here: endpoints imports this module
+        self.endpoint_log = EndpointLog()   # the registry's recent changes, for WatchEndpoints
         # on_change(app_ids, everything): after containers of those apps changed, or (everything)
         # after a node left or the mirror was reloaded; called outside the lock (WatchApp)
         self.on_change = lambda app_ids, everything: None
@@ -53,9 +60,11 @@ class NodeView:
                 for kv in response.kvs:
                     put(kv.key.decode()[len(prefix):], _decode(cls, kv.value))
             self.revision = revision
+            self.endpoint_log.reset(self.services, revision)
         # one watch per table, not the cluster's root: the leader's own grants (a million
         # allocation keys) would otherwise stream back to every master
-        self._watch_ids = [self.etcd.add_watch_prefix_callback(prefix, self._on_watch, start_revision=revision + 1)
+        self._watch_ids = [self.etcd.add_watch_prefix_callback(prefix, functools.partial(self._on_watch, prefix),
+                                                               start_revision=revision + 1)
                            for prefix, *_ in self._tables]
         self.broken = False
         self.on_change((), True)
@@ -71,14 +80,16 @@ class NodeView:
                 pass
         self._watch_ids = []
 
-    def _on_watch(self, response):
+    def _on_watch(self, prefix, response):
         if isinstance(response, Exception):
             log.warning("node view watch broke: %s", response)
             self.broken = True
             return
         with self.lock:
-            for event in response.events:
-                self._apply(event)
+            applied = [self._apply(event) for event in response.events]
+            if prefix == self.keys.services:   # this watch's header: the registry is mirrored up to it
+                changes = [(*_app_instance(rest), value, at) for rest, value, at in applied]
+                self.endpoint_log.apply(changes, response.header.revision)
             # three watches advance separately; the mirror's revision is for the logs only
             self.revision = max(self.revision, response.header.revision)
         self._changed(response.events)
@@ -95,15 +106,18 @@ class NodeView:
             self.on_change(apps, everything)
 
     def _apply(self, event):
+        """(key after its table's prefix, the new value or None when deleted, its revision)."""
         key = event.key.decode()
         for prefix, cls, put, delete in self._tables:
             if key.startswith(prefix):
-                rest = key[len(prefix):]
+                rest, value = key[len(prefix):], None
                 if isinstance(event, etcd_events.DeleteEvent):
                     delete(rest)
                 else:
-                    put(rest, _decode(cls, event.value))
-                return
+                    value = _decode(cls, event.value)
+                    put(rest, value)
+                return rest, value, event.mod_revision
+        return key, None, event.mod_revision
 
     # ---- tables ----
 
@@ -118,6 +132,8 @@ class NodeView:
     def _put_container(self, rest, status):
         app_id, _, container_id = rest.partition("/")
         self.containers.setdefault(app_id, {})[container_id] = status
+        key = (app_id, status.instance_id)
+        self.counters[key] = max(self.counters.get(key, 0), start_counter(container_id))
 
     def _del_container(self, rest):
         app_id, _, container_id = rest.partition("/")
@@ -162,6 +178,12 @@ def resolvable(endpoint) -> bool:
     return endpoint.health not in UNRESOLVED_HEALTH
 
 
+def _app_instance(rest: str):
+    """services/<app>/<instance_id> less the prefix -> (app, instance_id)."""
+    app, _, instance_id = rest.partition("/")
+    return app, instance_id
+
+
 def _decode(cls, value: bytes):
     message = cls()
     message.ParseFromString(value)
@@ -170,6 +192,11 @@ def _decode(cls, value: bytes):
 
 def instance_order(instance_id: str):
     return (0, int(instance_id), "") if instance_id.isdigit() else (1, 0, instance_id)
+
+
+def highest_counter(node_view, app_id: str, instance_id: str) -> int:
+    with node_view.lock:
+        return node_view.counters.get((app_id, instance_id), -1)
 
 
 def latest_container(containers: list, instance_id: str, node_id: str = None):

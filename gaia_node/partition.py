@@ -13,6 +13,8 @@ the master's garbage collector stops the kept copies whose instance now runs els
 import concurrent.futures
 import logging
 
+from gaia_common.config import ConfigError
+
 log = logging.getLogger("gaia.node.partition")
 
 NAME = "partition"
@@ -21,6 +23,16 @@ STOP_GRACE = 2.0       # short: every second it runs on is a second beside its r
 
 
 def grace_seconds(cfg) -> float:
+    """The fence's grace; at most the lease TTL: AMs replace fenced instances FENCE_WAIT after
+    the lease is gone (gaia_am/migration.py), so a longer grace would let two copies run."""
+    ttl = float(max(1, int(cfg.lease_ttl)))
+    if cfg.partition_grace > ttl:
+        raise ConfigError(f"partition_grace: {cfg.partition_grace:g}s is longer than lease_ttl ({ttl:g}s); "
+                          "instances of on_partition: stop apps would run beside their replacements")
+    return _grace(cfg)
+
+
+def _grace(cfg) -> float:
     # the lease TTL by default: the fence falls when the masters see the node lost, and AMs
     # wait a little longer before replacing fenced instances (gaia_am/migration.py FENCE_WAIT)
     return cfg.partition_grace if cfg.partition_grace > 0 else float(max(1, int(cfg.lease_ttl)))
@@ -43,7 +55,7 @@ class PartitionFence:
             return []
         reason = f"partition: no etcd lease renewal for {cut_off:.0f}s (grace {self.grace:g}s)"
         # at once, not one after another: each stop may take its grace period
-        with concurrent.futures.ThreadPoolExecutor(min(len(doomed), 16), thread_name_prefix="gaia-node-fence") as pool:
+        with concurrent.futures.ThreadPoolExecutor(len(doomed), thread_name_prefix="gaia-node-fence") as pool:
             list(pool.map(lambda cid: self._stop(cid, reason), doomed))
         return doomed
 

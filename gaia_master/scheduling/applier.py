@@ -17,6 +17,7 @@ import numpy as np
 
 from gaia_common.pb import types_pb2
 from gaia_master.app_table import TERMINAL
+from gaia_master.node_view import highest_counter
 from gaia_master.scheduling.index import as_vector
 from gaia_master.store import MAX_OPS_PER_TXN
 
@@ -73,8 +74,9 @@ class PlanApplier:
         for app_id, victims in by_app.items():
             self.table.release(app_id, [e.instance for e in victims])
             for e in victims:
-                log.info("%s: instance %s of %s on %s", e.kind, e.instance, app_id, e.node)
-                log.info("  %s", e.reason)
+                fields = {"app": app_id, "instance": e.instance}     # structured log fields
+                log.info("%s: instance %s of %s on %s", e.kind, e.instance, app_id, e.node, extra=fields)
+                log.info("  %s", e.reason, extra=fields)
             if self.events is not None:
                 self.events.record(app_id, [types_pb2.AppEvent(
                     at=time.time(), kind="evict", instance_id=e.instance, cause=e.kind, platform=True,
@@ -91,12 +93,24 @@ class PlanApplier:
         free: dict = {}                     # node_id -> what is left now, as grants are taken
         for rid, placed in by_request.items():
             w = wanted[rid]
+            if not (w.gang or w.is_am or w.move_ids):
+                placed = self._on_live_nodes(placed, node_ids, out)
+                if not placed:
+                    continue
             nodes = [(node_ids[row], int(k)) for row, k in placed]
             if not self._app_current(w) or not self._nodes_fit(w, nodes, free, stale):
                 out.refused += sum(k for _, k in nodes)
                 continue
             accepted.setdefault(w.app_id, []).append((w, nodes, _instance_gpus(rid, placed, gpu_sets)))
         return accepted
+
+    def _on_live_nodes(self, placed: list, node_ids, out: Applied) -> list:
+        """A plain request keeps its grants on the nodes still live; those on nodes that left
+        meanwhile are refused alone (a gang, an AM or a move is refused whole, below)."""
+        live = [(row, k) for row, k in placed if self._address(node_ids[row]) is not None]
+        if len(live) < len(placed):
+            out.refused += sum(k for _, k in placed) - sum(k for _, k in live)
+        return live
 
     def _app_current(self, w) -> bool:
         record = self.table.by_id(w.app_id)
@@ -193,6 +207,8 @@ class PlanApplier:
             alloc.CopyFrom(old)
             alloc.node_id, alloc.node_address = node_id, self._address(node_id)
             alloc.migrations = old.migrations + 1
+            # the new copy's counter is above any container this instance ever had
+            alloc.restart_from = max(old.restart_from, highest_counter(self.node_view, w.app_id, instance_id) + 1)
             alloc.from_node_id = old.node_id if w.ask.keep_old else ""
             alloc.from_node_address = old.node_address if w.ask.keep_old else ""
             del alloc.gpu_indices[:]

@@ -143,8 +143,9 @@ def build(table, node_view, pools: list, book, arrays: NodeArrays, now: float,
             _am_request(table, ask, book, pending, wanted)
         for ask in instance_asks.values():
             _instance_requests(table, nodes, ask, book, pending, wanted)
+        live = set(nodes.ids) if move_asks else set()
         for ask in move_asks.values():
-            _move_request(table, nodes, ask, book, pending, wanted)
+            _move_request(table, nodes, ask, book, pending, wanted, live, draining)
         if draining:
             pending = [dataclasses.replace(r, constraints=tuple(r.constraints) + (NOT_DRAINING,)) for r in pending]
     index = table.index
@@ -197,16 +198,19 @@ def _instance_requests(table, nodes, ask, book, pending, wanted):
         first += count
 
 
-def _move_request(table, nodes, ask, book, pending, wanted):
-    """The instances still to move, as one request of the app (same constraints and spread)."""
+def _move_request(table, nodes, ask, book, pending, wanted, live: set, draining):
+    """The instances still to move, as one request of the app (same constraints and spread).
+    An ask outlives nothing: a lost node that came back, or a drain undone, ends it."""
     record = table.by_id(ask.app_id)
     if record is None or record.state in TERMINAL or record.am_attempt != ask.attempt:
         book.drop_moves(ask.app_id, ask)
         return
     mine = table.allocations.get(ask.app_id, {})
     # still where it was asked to move from (not moved yet, nor moving) and allowed one more move
-    ids = tuple(i for i, node_id in ask.origins if i in mine and mine[i].node_id == node_id
-                and not mine[i].from_node_id and mine[i].migrations < record.spec.migrate_times)
+    still = (lambda n: n in draining) if ask.keep_old else (lambda n: n not in live)
+    ids = tuple(i for i, node_id in dict(ask.origins).items() if i in mine and mine[i].node_id == node_id
+                and still(node_id) and not mine[i].from_node_id
+                and mine[i].migrations < record.spec.migrate_times)
     if not ids:
         book.drop_moves(ask.app_id, ask)
         return

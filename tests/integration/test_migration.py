@@ -4,6 +4,7 @@ import signal
 import sys
 import time
 
+import grpc
 import psutil
 import pytest
 
@@ -66,6 +67,13 @@ def test_lost_node_instances_run_elsewhere_within_lease_ttl_plus_5s(cluster, tmp
     moved = {v.allocation.instance_id for v in before.instances if v.allocation.node_id == victim}
     stayed = {v.allocation.instance_id: v.status.container_id for v in before.instances
               if v.allocation.node_id != victim}
+
+    # an instance named twice is bad input, refused before anything is queued
+    from gaia_common.client import GaiaError
+    with pytest.raises(GaiaError, match="instance_ids") as refused:
+        cluster.client(retry_for=2).call("MoveInstances", master_pb2.MoveRequest(
+            app_id=before.app.app_id, attempt=before.app.am_attempt, instance_ids=["0", "0"]))
+    assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
     kill_node(cluster, victim)
     t0 = time.monotonic()
@@ -169,4 +177,112 @@ def test_partitioned_node_comes_back_and_one_copy_of_each_instance_survives(clus
     assert moved.allocation.node_id != victim and moved.status.state == RUNNING
     assert all(v.allocation.charged == 0 for v in after.instances)
     time.sleep(2)                              # and it stays one: nothing starts it again
+    assert copies(app_id, instance) == 1
+
+
+class CuttableProxy:
+    """A TCP forwarder to etcd that the test can cut: the node behind it loses etcd while
+    everything else (masters, the AM) keeps it. Loopback only."""
+
+    def __init__(self, target: str):
+        import socket
+        import threading
+        host, port = target.rsplit("//", 1)[-1].rsplit(":", 1)
+        self.target = (host, int(port))
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.cut = threading.Event()
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        import threading
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            if self.cut.is_set():
+                client.close()
+                continue
+            upstream = socket.create_connection(self.target)
+            self.socks += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, a, b):
+        try:
+            while not self.cut.is_set():
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def sever(self):
+        self.cut.set()
+        for s in self.socks:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def restore(self):
+        self.socks = []
+        self.cut.clear()
+
+
+@pytest.fixture
+def one_node(etcd_server, cluster_name, tmp_path):
+    with running_cluster(etcd_server.endpoint, cluster_name, tmp_path, nodes=1) as c:
+        yield c
+
+
+def test_a_node_cut_off_from_etcd_stops_its_fencing_instances_before_they_are_replaced(one_node, tmp_path):
+    cluster = one_node
+    path = tmp_path / "fenced.yaml"
+    # it ignores SIGTERM, so stopping it takes the node's whole stop grace: the worst case
+    stubborn = SLEEPER.replace('"import time; time.sleep(600)"',
+                               '"import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"')
+    path.write_text(stubborn.format(name="fenced", instances=2, per_node=1, python=sys.executable)
+                    + "on_partition: stop\n")
+    cluster.cli("submit", str(path))
+    client = cluster.client(retry_for=10)
+    get = lambda: client.call("GetApp", master_pb2.GetAppRequest(name="fenced"))  # noqa: E731
+    wait_for(lambda: sum(v.status.state == RUNNING for v in get().instances) == 1, 60, what="1 of 2 placed")
+    proxy = CuttableProxy(cluster.etcd_endpoint)
+    victim = f"{cluster.name}-cut"
+    cluster.start_node(victim, etcd=[proxy.url])          # the second instance lands here
+    status = wait_for(lambda: (lambda s: s if all_running(s, 2) else None)(get()), 60, what="2 instances")
+    cluster.start_node()                                  # and its replacement will land here
+    cluster.wait_ready(nodes=3)
+    view = next(v for v in status.instances if v.allocation.node_id == victim)
+    instance, app_id = view.allocation.instance_id, status.app.app_id
+
+    proxy.sever()
+    deadline, most = time.monotonic() + 30, 0
+    while time.monotonic() < deadline:              # sample the real processes all along
+        most = max(most, copies(app_id, instance))
+        now = get()
+        v = next(v for v in now.instances if v.allocation.instance_id == instance)
+        if v.allocation.node_id != victim and v.status.state == RUNNING:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"instance {instance} was not replaced off {victim}")
+    for _ in range(20):                              # a little longer: the replacement runs alone
+        most = max(most, copies(app_id, instance))
+        time.sleep(0.05)
+    assert most == 1, f"instance {instance} ran {most} copies at once"
+    assert copies(app_id, instance) == 1
+    proxy.restore()                                   # the node comes back: still one copy
+    wait_for(lambda: cluster.etcd.get(cluster.keys.node(victim))[0] is not None, 20, what="the node back")
+    time.sleep(1)
     assert copies(app_id, instance) == 1

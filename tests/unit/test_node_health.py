@@ -8,7 +8,7 @@ import types
 import pytest
 
 from gaia_am.containers import container_spec, stop_on_partition
-from gaia_common.config import NodeConfig
+from gaia_common.config import ConfigError, NodeConfig
 from gaia_common.pb import types_pb2
 from gaia_common.spec import SpecError
 from gaia_master.node_view import resolvable
@@ -339,3 +339,8 @@ def test_registration_counts_time_without_renewal_and_stops_writing_inline():
     assert not registration.reachable and registration.unrenewed_for() >= 0
     registration.set("k", b"v")                      # queued for the keepalive, not tried inline
     assert "k" in registration._to_put
+
+
+def test_a_grace_longer_than_the_lease_is_refused_naming_the_field():
+    with pytest.raises(ConfigError, match="partition_grace"):
+        partition.grace_seconds(NodeConfig(lease_ttl=3, partition_grace=5))
