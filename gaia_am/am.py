@@ -163,7 +163,7 @@ class ApplicationMaster:
 
     def _restart(self, status, alloc, st):
         log.info("restarting instance %s (%s, exit %d)", alloc.instance_id,
-                 types_pb2.ContainerState.Name(st.state), st.exit_code)
+                 types_pb2.ContainerState.Name(st.state), st.exit_code, extra={"instance": alloc.instance_id})
         try:
             self.nodes.stop(alloc.node_address, status.epoch, st.container_id, remove=True)
         except grpc.RpcError as e:
@@ -176,8 +176,10 @@ class ApplicationMaster:
         if time.monotonic() - self._asked.get(spec.container_id, -START_GRACE) < START_GRACE:
             return
         self._asked[spec.container_id] = self._starting[alloc.instance_id] = time.monotonic()
+        fields = {"instance": alloc.instance_id, "container": spec.container_id}   # structured log fields
+        log.info("starting instance %s on %s", alloc.instance_id, alloc.node_id, extra=fields)
         self.nodes.start_later(alloc.node_address, status.epoch, spec, lambda e: log.warning(
-            "node %s did not start %s: %s", alloc.node_id, spec.container_id, e.details()))
+            "node %s did not start %s: %s", alloc.node_id, spec.container_id, e.details(), extra=fields))
 
     # ---- the set of instances ----
 
@@ -212,7 +214,8 @@ class ApplicationMaster:
     def record_event(self, kind: str, instance_id: str, cause: str, message: str = "", platform: bool = False):
         """What the AM did, for `gaia events`: best-effort, batched, never waits on the master.
         (A user failure to charge goes through _charge, not here.)"""
-        log.info("event %s instance=%s cause=%s platform=%s %s", kind, instance_id, cause, platform, message)
+        log.info("event %s instance=%s cause=%s platform=%s %s", kind, instance_id, cause, platform, message,
+                 extra={"instance": instance_id})
         self.events.report(kind, instance_id, cause, message, platform)
 
     def _report(self, state, message: str):

@@ -7,8 +7,9 @@ from gaia_am.am import ApplicationMaster
 
 
 def run(app_id: str, attempt: int, cluster: str = None):
-    setup_logging("am")
     cluster = cluster or os.environ["GAIA_CLUSTER"]
+    # the node gave the AM its id; every line of the AM is about its app
+    setup_logging("am", cluster=cluster, node=os.environ.get("GAIA_NODE_ID"), app=app_id)
     endpoints = [e for e in os.environ.get("GAIA_ETCD_ENDPOINTS", "").split(",") if e]
     masters = [m for m in os.environ.get("GAIA_MASTERS", "").split(",") if m]
     # The AM outlives master failovers: it keeps retrying for a long time.

@@ -121,8 +121,9 @@ class _View:
         views = {v.allocation.instance_id: v for v in (status.instances if instances is None else instances)}
         ids = [i for i in (rollout.instance_ids or sorted(views, key=_order)) if i in views]
         moved = [i for i in ids if version_of(views[i].allocation.version) == target]
+        done = set(moved)   # sets: a thousand instances must not cost a million comparisons
         return cls(back, target, policy(status.app, rollout), bool(spec_version(status.app, target).health_check.kind),
-                   views, ids, moved, [i for i in ids if i not in moved])
+                   views, ids, moved, [i for i in ids if i not in done])
 
 
 def plan(status, now: float, clock: GateClock, instances=None) -> Decision:
@@ -168,7 +169,7 @@ def _in_flight(r: _View, now: float, clock: GateClock):
 
 def _next_batch(views: dict, pending: list, max_unavailable: int, stuck: bool = False) -> list:
     """`stuck`: going back past an instance that never came up: the budget is not waited for."""
-    down = [i for i in views if not _available(views[i])]
+    down = {i for i in views if not _available(views[i])}
     budget = max_unavailable if stuck else max(0, max_unavailable - len(down))
     free = [i for i in pending if i in down]          # down already: moving it costs nothing
     costly = [i for i in pending if i not in down]

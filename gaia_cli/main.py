@@ -13,6 +13,8 @@ from gaia_cli.commands import (apps, bench, cluster, daemons, dev, logs, masters
 from gaia_cli.commands import instance
 from gaia_cli.commands import rollout
 from gaia_cli.commands import events
+from gaia_cli.commands import lab
+from gaia_cli.commands import dns
 from gaia_cli.context import Context
 from gaia_cli.errors import translate
 
@@ -49,15 +51,22 @@ COMMANDS = [
     # a local cluster
     ("dev", dev.dev),
     ("dev down", dev.down),
+    # a lab of network namespaces
+    ("lab up", lab.up),
+    ("lab down", lab.down),
+    ("lab status", lab.status),
+    ("lab partition", lab.partition),
     # daemons
     ("master run", daemons.master_run),
     ("node run", daemons.node_run),
     ("am", daemons.am),
+    ("dns run", dns.dns_run),
     # benchmarks
     ("bench failover", bench.failover),
     ("bench node", bench.node),
     ("bench scheduler", bench.scheduler),
     ("bench recovery", bench.recovery),
+    ("bench dns", bench.dns),
 ]
 
 GROUP_HELP = {
@@ -67,6 +76,8 @@ GROUP_HELP = {
     "pool": "Resource pools: a tree by path (ads/ranking/online) with weights and quotas.",
     "cluster": "Cluster names in the client config. The file is ~/.gaia/config.yaml, or $GAIA_CONFIG.",
     "bench": "Benchmarks. Each runs on a private local cluster and prints its figures.",
+    "dns": "A cluster's DNS server: its service registry as A, AAAA and SRV records.",
+    "lab": "The Vagrant lab's topology on this machine: every host a network namespace (root).",
 }
 
 

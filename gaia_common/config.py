@@ -26,6 +26,10 @@ class MasterConfig:
     python: str = ""                      # interpreter for `gaia am` on nodes; default: this one
     am_attempts: int = 3                  # AM failures before the app fails
     am_resources: dict = dataclasses.field(default_factory=lambda: {"cpu": "100m", "memory": "128Mi"})
+    # Prometheus /metrics (host:port; port 0 picks a free one); "" = not served. Off by default:
+    # several daemons often share a host (gaia dev), and a fixed default port would collide.
+    metrics_listen: str = ""
+    log_format: str = "text"              # text (key=value fields) or json (one object a line)
 
 
 @dataclasses.dataclass
@@ -41,7 +45,7 @@ class NodeConfig:
     cgroup_parent: str = "gaia"
     lease_ttl: int = 3
     # seconds a node that cannot renew its lease keeps running the containers whose spec says
-    # stop_on_partition; then it stops them (the others keep running). 0 = 2 * lease_ttl.
+    # stop_on_partition; then it stops them (the others keep running). 0 = lease_ttl; at most lease_ttl.
     partition_grace: float = 0.0
     labels: dict = dataclasses.field(default_factory=dict)
     capacity: dict = dataclasses.field(default_factory=dict)   # overrides of what psutil reports
@@ -72,6 +76,20 @@ class NodeConfig:
     # GPUs the node offers, each {model, memory, link_path} (gaia_node/gpus.py): declared here
     # until NVML discovery (the vCUDA work) fills it in; they set the gpu capacity too.
     gpus: list = dataclasses.field(default_factory=list)
+    metrics_listen: str = ""              # Prometheus /metrics host:port; "" = not served
+    log_format: str = "text"              # text or json
+
+
+@dataclasses.dataclass
+class DnsConfig:
+    """`gaia dns run`: examples/dns.yaml documents each setting."""
+    cluster: str = "dev"
+    etcd: list = dataclasses.field(default_factory=lambda: ["http://127.0.0.1:2379"])
+    listen: str = "127.0.0.1:5353"        # UDP and TCP host:port ([::1]:5353 for IPv6); port 0: a free one
+    zone: str = "gaia"                    # suffix: names are <app>.<cluster>.<zone>
+    ttl: int = 5                          # seconds, on every record and for negative answers
+    tcp_connections: int = 128            # TCP clients served at once; more are closed at once
+    tcp_idle_timeout: float = 10.0        # seconds a TCP client may stay idle
 
 
 def load_daemon_config(cls, path: str = None, overrides: dict = None):

@@ -4,10 +4,18 @@ import os
 import signal
 import time
 
+from gaia_common import logctx
 
-def setup_logging(name: str):
-    logging.basicConfig(level=os.environ.get("GAIA_LOG_LEVEL", "INFO"),
-                        format=f"%(asctime)s %(levelname)s {name}[%(process)d] %(name)s: %(message)s")
+LOG_FORMAT_ENV = "GAIA_LOG_FORMAT"     # how a daemon's children (AMs) learn its log_format
+
+
+def setup_logging(name: str, fmt: str = "", **fields):
+    """Log to stderr as `fmt` (text or json; default $GAIA_LOG_FORMAT, else text), every line
+    carrying `fields` (cluster, node or master, app...): see gaia_common/logctx.py."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logctx.formatter(name, fmt or os.environ.get(LOG_FORMAT_ENV) or "text"))
+    logging.basicConfig(level=os.environ.get("GAIA_LOG_LEVEL", "INFO"), handlers=[handler])
+    logctx.set_process_fields(**fields)
 
 
 def wait_for_termination(poll: float = 0.1) -> int:

@@ -52,6 +52,7 @@ class EventLog:
         self._queue = queue.Queue(QUEUE_SIZE)
         self._thread = None
         self._thread_lock = threading.Lock()
+        self.on_stored = lambda events: None   # told each batch once written (the metrics)
 
     # ---- writing ----
 
@@ -114,7 +115,9 @@ class EventLog:
             cutoff = new.next_event - MAX_KEPT
             if cutoff > 0:
                 ops.append(self.store.delete_range(self.keys.app_events(app_id), self.keys.event(app_id, cutoff)))
-            return self.table.commit_with(new, charged, ops)
+            record = self.table.commit_with(new, charged, ops)
+        self.on_stored(kept)
+        return record
 
     def _markers(self, app_id: str, events: list) -> dict:
         """instance_id -> the container last charged to it, for the instances charged here.

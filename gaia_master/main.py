@@ -12,11 +12,14 @@ import time
 from gaia_common import etcd as etcd_mod, rpc
 from gaia_common.config import MasterConfig, default_id
 from gaia_common.daemon import setup_logging, wait_for_termination
+from gaia_common.logctx import set_process_fields
+from gaia_common.metrics import serve as serve_metrics
 from gaia_common.keys import Keys
 from gaia_common.pb import master_pb2_grpc, types_pb2
 from gaia_master.app_table import AppTable
 from gaia_master.election import Election
 from gaia_master.events import EventLog
+from gaia_master.metrics import MasterMetrics
 from gaia_master.node_client import NodeClient
 from gaia_master.node_view import NodeView
 from gaia_master.pools import PoolTable
@@ -51,8 +54,12 @@ class Master:
         self.table = AppTable(self.keys, self.store)
         self.node_view = NodeView(self.etcd, self.keys)
         self.events = EventLog(self.keys, self.store, self.table, self.etcd)
+        self.metrics = MasterMetrics(self)
+        self.events.on_stored = self.metrics.app_events
+        self.metrics_server = None
         self.table.on_change = self.watches.notifier.notify
         self.node_view.on_change = self._containers_changed
+        self.node_view.endpoint_log.notifier = self.watches.notifier   # WatchEndpoints wakes like WatchApp
         self.nodes = NodeClient(self.election)
         self.pools = PoolTable(self.keys, self.store)
         self.book = RequestBook()
@@ -67,6 +74,7 @@ class Master:
 
     def start(self) -> "Master":
         self.server.start()
+        self.metrics_server = serve_metrics(self.metrics.registry, self.cfg.metrics_listen, f"master {self.id}")
         self.node_view.sync()
         threading.Thread(target=self._view_keeper, name="node-view", daemon=True).start()
         self.election.start()
@@ -78,6 +86,8 @@ class Master:
         self._stopped.set()
         self.election.resign()
         self.server.stop(grace=1).wait()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
         self.node_view.close()
         self.nodes.close()
         self.etcd.close()
@@ -95,6 +105,7 @@ class Master:
     def _on_elected(self, epoch: int):
         self._term += 1
         term = self._term
+        self.metrics.leadership(True)
         self.table.load(self.etcd)            # rebuild everything from etcd before answering
         self.pool_table()
         self.drains.load(self.etcd)
@@ -113,6 +124,7 @@ class Master:
 
     def _on_deposed(self):
         self._term += 1
+        self.metrics.leadership(False)
         self.reconciler.wake()
         self.scheduling.wake()
 
@@ -138,7 +150,9 @@ def start(cfg: MasterConfig) -> Master:
 
 
 def run(cfg: MasterConfig):
-    setup_logging("master")
-    master = start(cfg)
+    setup_logging("master", cfg.log_format, cluster=cfg.cluster)
+    master = Master(cfg)
+    set_process_fields(master=master.id)   # known once the replica has its id
+    master.start()
     wait_for_termination()
     master.stop()  # resigns at once: a follower leads without waiting out the lease

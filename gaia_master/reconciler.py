@@ -15,6 +15,8 @@ import time
 import grpc
 
 from gaia_common import quantity
+from gaia_common.daemon import LOG_FORMAT_ENV
+from gaia_common.logctx import log_context
 from gaia_common.pb import types_pb2
 from gaia_master.app_table import TERMINAL
 from gaia_master.node_view import latest_container
@@ -53,7 +55,8 @@ class Reconciler:
     def pass_once(self):
         for record in self.m.table.records():
             if record.state not in TERMINAL:
-                self._ensure_am(record)
+                with log_context(app=record.app_id, instance="am"):
+                    self._ensure_am(record)
         self._collect_garbage()
 
     # ---- AMs ----
@@ -98,6 +101,7 @@ class Reconciler:
     def _start_am(self, record, alloc):
         spec = self.am_spec(record, alloc.attempt)
         self._placed_at[spec.container_id] = time.monotonic()
+        log.info("starting AM attempt %d on %s", alloc.attempt, alloc.node_id, extra={"container": spec.container_id})
         try:
             self.m.nodes.start(alloc.node_address, spec)
         except grpc.RpcError as e:
@@ -113,6 +117,7 @@ class Reconciler:
             command=[python, "-m", "gaia_cli", "am", "--app-id", record.app_id, "--attempt", str(attempt)])
         spec.env["GAIA_ETCD_ENDPOINTS"] = ",".join(cfg.etcd)
         spec.env["GAIA_MASTERS"] = self.m.address
+        spec.env[LOG_FORMAT_ENV] = cfg.log_format     # the AM logs the way its master does
         spec.resources.request.CopyFrom(am_resources(cfg.am_resources))
         spec.resources.limit.CopyFrom(spec.resources.request)
         return spec
@@ -132,7 +137,8 @@ class Reconciler:
             try:
                 self.m.nodes.stop(node.address, status.container_id, remove=True, grace=2.0)
             except grpc.RpcError as e:
-                log.warning("could not stop %s on %s: %s", status.container_id, node.node_id, e.details())
+                log.warning("could not stop %s on %s: %s", status.container_id, node.node_id, e.details(),
+                            extra={"app": status.app_id, "instance": status.instance_id})
 
 
     def _granted(self, status) -> bool:

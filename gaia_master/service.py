@@ -12,7 +12,7 @@ import grpc
 from gaia_common import etcd as etcd_mod, rpc, spec as spec_mod
 from gaia_common.pb import master_pb2, master_pb2_grpc, types_pb2
 from gaia_common.resources import DIMENSIONS
-from gaia_master import events as events_mod, instance_ops, moves, rollouts, watch
+from gaia_master import endpoints as endpoints_mod, events as events_mod, instance_ops, moves, rollouts, watch
 from gaia_master.app_table import TERMINAL, Conflict, state_name
 from gaia_master.node_view import instance_order, latest_container, resolvable
 from gaia_master.pools import PoolTable
@@ -135,6 +135,13 @@ class MasterService(master_pb2_grpc.MasterServicer):
                                               ports={request.port: e.ports[request.port]})
             endpoints.append(e)
         return master_pb2.ResolveResponse(endpoints=endpoints)
+
+    @leader_only
+    def WatchEndpoints(self, request, context):
+        self.m.table.get(request.app)  # NOT_FOUND for an unknown app, as Resolve
+        if request.after_revision < 0:
+            raise spec_mod.SpecError("after_revision", "must not be negative")
+        return endpoints_mod.serve(self.m, request, context)
 
     @leader_only
     def Logs(self, request, context):

@@ -11,6 +11,7 @@ Every stream holds one of the gRPC server's worker threads for its whole life, s
 MAX_WATCHES run at once (the server is sized for them on top of the unary calls' workers); a
 client over the cap gets RESOURCE_EXHAUSTED and polls GetApp instead.
 """
+import contextlib
 import threading
 import time
 
@@ -81,12 +82,18 @@ class Watches:
         last one to send (app finished, AM superseded); `alive()`: None while the stream may go
         on, else (gRPC code, details, the leader's address or '') to end it with (leadership
         lost)."""
-        if not self._slots.acquire(blocking=False):
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                          f"{self.max_watches} watches already open; poll GetApp instead")
-        try:
+        with self.slot(context, "poll GetApp instead"):
             for status in self.follow(app_id, build, ended, lambda: _check(alive, context)):
                 yield status
+
+    @contextlib.contextmanager
+    def slot(self, context, instead: str):
+        """One of the MAX_WATCHES stream slots (WatchApp and WatchEndpoints share them) for the
+        `with` block; over the cap the call ends RESOURCE_EXHAUSTED, telling what to do `instead`."""
+        if not self._slots.acquire(blocking=False):
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{self.max_watches} watches already open; {instead}")
+        try:
+            yield
         finally:
             self._slots.release()
 
@@ -147,11 +154,18 @@ def serve(master, request, context, status_of):
         superseded = request.attempt and status.app.am_attempt != request.attempt
         return status.app.state in TERMINAL or bool(superseded)
 
-    def alive():
-        if master.is_serving():
-            return None
-        leader = master.election.leader()
-        address = leader.address if leader and leader.address != master.address else ""
-        return grpc.StatusCode.FAILED_PRECONDITION, f"not the leader; leader is {address or 'unknown'}", address
+    return master.watches.stream(request.app_id, build, ended, lambda: leadership(master), context)
 
-    return master.watches.stream(request.app_id, build, ended, alive, context)
+
+def leadership(master):
+    """None while `master` leads, else (code, details, the leader's address or '') to end a stream with."""
+    if master.is_serving():
+        return None
+    leader = master.election.leader()
+    address = leader.address if leader and leader.address != master.address else ""
+    return grpc.StatusCode.FAILED_PRECONDITION, f"not the leader; leader is {address or 'unknown'}", address
+
+
+def going_on(master, context) -> bool:
+    """Whether a stream of `master` goes on (see _check): for streams other than WatchApp's."""
+    return _check(lambda: leadership(master), context)

@@ -12,6 +12,7 @@ from gaia_common import etcd as etcd_mod, rpc
 from gaia_common.config import ConfigError, default_id
 from gaia_common.keys import Keys
 from gaia_common.masters import current_epoch
+from gaia_common.metrics import serve as serve_metrics
 from gaia_common.pb import node_pb2_grpc
 from gaia_node import capacity, cgroups, drivers
 from gaia_node.containers import Containers
@@ -19,6 +20,7 @@ from gaia_node.epoch import EpochGuard
 from gaia_node.events import EventLog
 from gaia_node.hooks import HookRunner
 from gaia_node.hooks.registry import NodeParts, build_hooks, build_managers, build_usage
+from gaia_node.metrics import NodeMetrics
 from gaia_node.ports import PortAllocator
 from gaia_node.publish import Publisher
 from gaia_node.registration import ETCD_ERRORS, Registration
@@ -51,6 +53,8 @@ class NodeManager:
         self.address = ""
         self._stop = threading.Event()
         self._threads = []
+        self.metrics = NodeMetrics(self)
+        self.metrics_server = None
 
     def start(self) -> "NodeManager":
         cfg = self.cfg
@@ -66,14 +70,14 @@ class NodeManager:
         self.info = capacity.node_info(cfg, self.node_id, self.address, self.drivers)
         self.registration = Registration(self.etcd, cfg.lease_ttl)
         self.registration.set(self.keys.node(self.node_id), self.info.SerializeToString())
-        self.events = EventLog()
+        self.events = EventLog(on_record=self.metrics.node_event)
         parts = NodeParts(cfg=cfg, cgroups=self.cgroups, containers=None, events=self.events,
-                          registration=self.registration)
+                          registration=self.registration, metrics=self.metrics)
         self.containers = Containers(dirs=dirs, drivers=self.drivers, configured=cfg.drivers,
                                      ports=PortAllocator(*cfg.port_range),
                                      publisher=Publisher(self.registration, self.keys),
                                      node_id=self.node_id, host_ip=cfg.host_ip, cluster=cfg.cluster,
-                                     hooks=HookRunner(build_hooks(parts)))
+                                     hooks=HookRunner(build_hooks(parts)), metrics=self.metrics)
         parts.containers = self.containers
         self.meters = build_usage(parts)
         running = self.containers.recover()
@@ -87,6 +91,7 @@ class NodeManager:
             self._every(interval, work, f"gaia-node-{name}")
         node_pb2_grpc.add_NodeServicer_to_server(NodeService(self), self.server)
         self.server.start()
+        self.metrics_server = serve_metrics(self.metrics.registry, cfg.metrics_listen, f"node {self.node_id}")
         log.info("node %s serving on %s (cluster %s, %d containers re-adopted)",
                  self.node_id, self.address, cfg.cluster, running)
         return self
@@ -123,6 +128,8 @@ class NodeManager:
         a node manager restarted within the TTL takes everything over unnoticed."""
         self._stop.set()
         self.server.stop(grace=1).wait()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
         for thread in self._threads:
             thread.join(timeout=5)
         self.registration.stop()

@@ -12,12 +12,14 @@ import time
 
 from google.protobuf import json_format
 
+from gaia_common.logctx import log_context
 from gaia_common.pb import types_pb2
 from gaia_node import state
 from gaia_node.drivers.base import StartFailed, TaskStatus
 from gaia_node.environment import build_env
 from gaia_node.health import initial_health
 from gaia_node.hooks import HookRunner, TaskContext
+from gaia_node.metrics import NodeMetrics
 from gaia_node.validation import validate_container_spec
 
 log = logging.getLogger("gaia.node.containers")
@@ -47,6 +49,11 @@ class Container:
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
 
+def about(spec: types_pb2.ContainerSpec):
+    """Log lines inside carry the container's app, instance and id."""
+    return log_context(app=spec.app_id, instance=spec.instance_id, container=spec.container_id)
+
+
 def copy(status: types_pb2.ContainerStatus) -> types_pb2.ContainerStatus:
     out = types_pb2.ContainerStatus()
     out.CopyFrom(status)
@@ -55,8 +62,9 @@ def copy(status: types_pb2.ContainerStatus) -> types_pb2.ContainerStatus:
 
 class Containers:
     def __init__(self, *, dirs, drivers: dict, ports, publisher, node_id: str, host_ip: str, cluster: str,
-                 hooks: HookRunner = None, configured=None):
+                 hooks: HookRunner = None, configured=None, metrics: NodeMetrics = None):
         self.hooks = hooks or HookRunner([])
+        self.metrics = metrics or NodeMetrics()
         # Drivers the node is configured with; one missing from `drivers` is away for now (its
         # engine restarting): its containers wait in _waiting instead of being declared lost.
         self.configured = set(configured or drivers)
@@ -103,6 +111,10 @@ class Containers:
 
     def start(self, spec: types_pb2.ContainerSpec) -> types_pb2.ContainerStatus:
         """Start `spec`, or return the status of the container already started with its id."""
+        with about(spec):
+            return self._start(spec)
+
+    def _start(self, spec: types_pb2.ContainerSpec) -> types_pb2.ContainerStatus:
         validate_container_spec(spec, self.drivers)
         with self._lock:
             existing = self._items.get(spec.container_id)
@@ -146,6 +158,7 @@ class Containers:
             self._finish(container, TaskStatus(running=False, exit_code=START_FAILED,
                                                finished_at=time.time(), message=str(e)))
             return
+        self.metrics.started(spec)
         task = driver.status(container.handle)
         if task.running:
             ctx.pid = task.pid
@@ -156,6 +169,8 @@ class Containers:
                 container.platform_reason = f"setup failed: {e}"
                 task = driver.stop(container.handle, 1.0)
         self._observe(container, task, force=True)
+        if container.status.state == S.CONTAINER_STATE_RUNNING:
+            log.info("container %s started (driver %s, pid %d)", spec.container_id, spec.driver, container.status.pid)
 
     # ---- eviction (the node's own decision) ----
 
@@ -168,7 +183,7 @@ class Containers:
         broke its own hard limit): the user's fault, `message` says why, and it is charged.
         """
         container = self._get(container_id)
-        with container.lock:
+        with container.lock, about(container.spec):
             if container.status.state not in TERMINAL and container.handle is not None:
                 if platform:
                     container.platform_reason = reason
@@ -200,7 +215,7 @@ class Containers:
 
     def stop(self, container_id: str, grace: float = 0.0, remove: bool = False) -> types_pb2.ContainerStatus:
         container = self._get(container_id)
-        with container.lock:
+        with container.lock, about(container.spec):
             if container.status.state not in TERMINAL and container.handle is not None:
                 container.stop_requested = True
                 self._save(container)
@@ -237,7 +252,8 @@ class Containers:
                 continue  # a start or stop is at work on it and will record the outcome
             try:
                 if container.status.state not in TERMINAL:
-                    self._observe(container, self.drivers[container.spec.driver].status(container.handle))
+                    with about(container.spec):
+                        self._observe(container, self.drivers[container.spec.driver].status(container.handle))
             except Exception:  # e.g. its engine is away: the others must still be watched
                 log.exception("could not read the status of %s", container.spec.container_id)
             finally:
@@ -281,6 +297,7 @@ class Containers:
         self.ports.release(container.spec.container_id)  # last: its DNAT entries are gone now
         self._save(container)
         self.publisher.publish(container.spec, status)
+        self.metrics.ended(status, bool(container.fault_reason))
         log.info("container %s %s: %s", container.spec.container_id,
                  S.ContainerState.Name(status.state), status.message)
 
@@ -304,7 +321,8 @@ class Containers:
                 container = self._load(cid)
                 if container is None:
                     continue
-                self._readopt(container)
+                with about(container.spec):
+                    self._readopt(container)
             except Exception:  # one bad record must not keep the node (and every container) down
                 log.exception("could not re-adopt container %s; leaving it alone", cid)
                 continue

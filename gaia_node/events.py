@@ -10,12 +10,14 @@ log = logging.getLogger("gaia.node.events")
 
 
 class EventLog:
-    def __init__(self, keep: int = 200):
+    def __init__(self, keep: int = 200, on_record=None):
         self._events = collections.deque(maxlen=keep)
+        self._on_record = on_record or (lambda kind: None)   # the node's metrics count them by kind
         self._lock = threading.Lock()
 
     def record(self, kind: str, container_id: str = "", message: str = ""):
         log.info("%s %s: %s", kind, container_id, message)
+        self._on_record(kind)
         with self._lock:
             self._events.append(types_pb2.NodeEvent(at=time.time(), kind=kind, container_id=container_id,
                                                     message=message))

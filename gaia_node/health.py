@@ -275,6 +275,9 @@ class HealthChecks:
         except Exception as e:  # a bug in one probe must not leave it "in flight" for ever
             log.exception("health probe of %s failed", watched.spec.container_id)
             ok, why = False, f"probe error: {e}"
+        metrics = getattr(self.parts, "metrics", None)   # tests' stand-in parts have none
+        if metrics is not None:
+            metrics.health_check(ok)
         with self._lock:
             changed = watched.probe.record(ok)
             current = self._watched.get(watched.spec.container_id) is watched

@@ -1,4 +1,5 @@
 """Entry points: `run` for `gaia node run`, `start` for tests that want a node in-process."""
+from gaia_common.config import default_id
 from gaia_common.daemon import setup_logging, wait_for_termination
 from gaia_node.agent import NodeManager
 
@@ -10,7 +11,7 @@ def start(cfg) -> NodeManager:
 
 def run(cfg) -> None:
     """Serve until SIGTERM or SIGINT, then stop serving; containers are left running."""
-    setup_logging("node")
+    setup_logging("node", cfg.log_format, cluster=cfg.cluster, node=cfg.id or default_id())
     manager = start(cfg)
     try:
         wait_for_termination()

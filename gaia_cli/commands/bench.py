@@ -92,3 +92,33 @@ def render_table_runs(figures: dict) -> str:
     if figures.get("rolling_update"):
         out += "\n\nrolling update\n" + render_fields(_flatten(figures["rolling_update"]))
     return out
+
+
+@click.command()
+@click.option("--apps", type=click.IntRange(min=1), default=100, show_default=True, help="Apps in the registry.")
+@click.option("--instances", type=click.IntRange(min=1), default=10, show_default=True, help="Instances per app.")
+@click.option("--seconds", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Length of each dnsperf run.")
+@click.option("--rate", type=click.IntRange(min=1), default=5000, show_default=True,
+              help="Queries per second of the latency run (dnsperf -Q).")
+@click.option("--samples", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Registry changes timed until they show in DNS (each way).")
+@output_option
+def dns(apps, instances, seconds, rate, samples, fmt):
+    """gaia dns on a private etcd: max qps and p99 latency at a fixed rate (dnsperf), and how
+    long a registry entry takes to appear in DNS and to leave it (delete, lease revoked)."""
+    figures = entry_point("gaia_cli.bench.dns")(apps=apps, instances=instances, seconds=seconds, rate=rate,
+                                                 samples=samples)
+    emit(fmt, figures, render_dns)
+    if figures.get("missing"):   # what could be measured is printed; the run still failed its purpose
+        from gaia_cli.errors import CliError
+        raise CliError("dnsperf is not installed (Debian: apt-get install dnsperf): throughput and latency "
+                       "were not measured")
+
+
+def render_dns(figures: dict) -> str:
+    from gaia_cli.output import render_table
+    rows = [[r["figure"], r["measured"], r["target"], r["met"]] for r in figures["table"]]
+    out = render_table(["FIGURE", "MEASURED", "TARGET", "MET"], rows)
+    notes = figures.get("notes") or []
+    return out + "".join(f"\n{note}" for note in notes)

@@ -13,6 +13,7 @@ import click
 
 from gaia_common import config
 from gaia_common.keys import valid_cluster_name
+from gaia_cli import config_check
 from gaia_cli.context import CLUSTER_ENV, pass_context
 from gaia_cli.errors import EXIT_BAD_REQUEST, CliError
 
@@ -33,7 +34,18 @@ def load_config(cls, path, overrides: dict):
     cfg = config.load_daemon_config(cls, path, overrides)
     if not valid_cluster_name(cfg.cluster):
         raise CliError(f"cluster name {cfg.cluster!r}: use lowercase letters, digits and '-'", EXIT_BAD_REQUEST)
+    try:
+        config_check.check(cfg)         # every setting, before anything starts
+    except config.ConfigError as e:
+        raise CliError(f"{path}: {e}" if path else str(e), EXIT_BAD_REQUEST) from None
     return cfg
+
+
+def checked(check_only: bool) -> bool:
+    """--check-config: the settings passed load_config; say so and start nothing."""
+    if check_only:
+        click.echo("config OK")
+    return check_only
 
 
 def _labels(pairs) -> dict:
@@ -56,6 +68,8 @@ def daemon_options(command):
         click.option("--listen", metavar="HOST:PORT", help="gRPC listen address (port 0: any free)."),
         click.option("--advertise", metavar="HOST:PORT", help="Address others dial (default: the bound one)."),
         click.option("--id", "daemon_id", help="This replica's / node's id."),
+        click.option("--check-config", "check_only", is_flag=True,
+                     help="Check the settings (file and flags), print 'config OK' and exit; start nothing."),
     ]):
         command = option(command)
     return command
@@ -64,11 +78,13 @@ def daemon_options(command):
 @click.command("run")
 @daemon_options
 @pass_context
-def master_run(ctx, config_path, cluster, etcd, listen, advertise, daemon_id):
+def master_run(ctx, config_path, cluster, etcd, listen, advertise, daemon_id, check_only):
     """Run a master replica until SIGTERM."""
     cfg = load_config(config.MasterConfig, config_path, {
         "cluster": cluster or ctx.cluster_option, "etcd": etcd, "listen": listen,
         "advertise": advertise, "id": daemon_id})
+    if checked(check_only):
+        return
     entry_point("gaia_master.main")(cfg)
 
 
@@ -84,7 +100,7 @@ def master_run(ctx, config_path, cluster, etcd, listen, advertise, daemon_id):
               help="Run N simulated nodes in this process instead (ids <id>-hollow-<i>): they register, "
                    "heartbeat and report containers running without starting anything.")
 @pass_context
-def node_run(ctx, config_path, cluster, etcd, listen, advertise, daemon_id, host_ip, state_dir,
+def node_run(ctx, config_path, cluster, etcd, listen, advertise, daemon_id, check_only, host_ip, state_dir,
              cgroup_parent, labels, hollow):
     """Run a node manager (or N hollow ones) until SIGTERM."""
     cfg = load_config(config.NodeConfig, config_path, {
@@ -92,6 +108,8 @@ def node_run(ctx, config_path, cluster, etcd, listen, advertise, daemon_id, host
         "advertise": advertise, "id": daemon_id, "host_ip": host_ip, "state_dir": state_dir,
         "cgroup_parent": cgroup_parent})
     cfg.labels.update(_labels(labels))
+    if checked(check_only):
+        return
     if hollow:
         run = entry_point("gaia_node.hollow")
         return run(cfg, hollow)

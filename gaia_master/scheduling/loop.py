@@ -10,12 +10,14 @@ import logging
 import threading
 import time
 
+from gaia_master.metrics import MasterMetrics
 from gaia_master.scheduling import snapshot
 from gaia_master.scheduling.applier import PlanApplier
 from gaia_master.sfair import Sfair, SfairConfig
 from gaia_master.store import NotLeader
 
 log = logging.getLogger(__name__)
+FRUITLESS_REST = 4      # after a cycle that placed nothing: rest 4x its time (at most `interval`)
 
 
 class Totals:
@@ -56,6 +58,8 @@ class SchedulingLoop:
                                    events=getattr(master, "events", None))
         self.last: dict = {}                 # the last cycle's figures (gaia bench, logs)
         self.totals = Totals()
+        # the master's /metrics; a loop driven by a test's stand-in master gets a private one
+        self.metrics = getattr(master, "metrics", None) or MasterMetrics()
 
     def wake(self):
         self._wake.set()
@@ -68,12 +72,24 @@ class SchedulingLoop:
             self._wake.clear()
             if not is_current():
                 return
+            t0 = time.perf_counter()
             try:
-                self.cycle(sfair)
+                last = self.cycle(sfair)
             except NotLeader:
                 return
             except Exception:
                 log.exception("scheduling cycle failed")
+                continue
+            if last and not (last["placed"] or last["evicted"]):
+                self._rest(time.perf_counter() - t0)
+
+    def _rest(self, spent: float) -> None:
+        """After a cycle that changed nothing, wakes wait a while: at saturation every reconciler
+        pass re-asks for the AMs that do not fit and wakes the loop, and each of those cycles
+        would search the whole cluster (preemption included) again, keeping a core busy for
+        nothing. Resting FRUITLESS_REST times as long as the cycle took bounds that to a
+        fraction of a core; a wake that comes meanwhile is served right after."""
+        time.sleep(min(self.interval, FRUITLESS_REST * spent))
 
     def cycle(self, sfair) -> dict:
         book = self.m.book
@@ -83,6 +99,7 @@ class SchedulingLoop:
             snap, wanted, version = snapshot.build(self.m.table, self.m.node_view, self.m.pool_table().list(),
                                                    book, self._arrays, time.time(), self.m.drains.nodes)
             if not snap.pending:
+                self.metrics.idle()
                 return {}
             t1 = time.perf_counter()
             plan = sfair.schedule(snap)
@@ -93,6 +110,7 @@ class SchedulingLoop:
                          "requests": len(snap.pending), "placed": plan.count, "granted": applied.granted,
                          "refused": applied.refused, "evicted": applied.evicted, "pending": len(plan.pending)}
             self.totals.add(self.last, plan.stats, t3)
+            self.metrics.cycle(self.last, snap, plan)
             if applied.granted or applied.evicted:
                 self.m.reconciler.wake()     # AMs granted a node start, victims stop, on its next pass
             if plan.stats.get("out_of_time"):

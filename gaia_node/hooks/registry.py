@@ -19,6 +19,7 @@ class NodeParts:
     events: object         # gaia_node.events.EventLog
     registration: object = None   # gaia_node.registration.Registration (the node's lease)
     health: object = None  # gaia_node.health.HealthChecks: made by build_hooks, ticked as a manager
+    metrics: object = None  # gaia_node.metrics.NodeMetrics, or None
 
 
 def build_hooks(parts: NodeParts) -> list:

@@ -76,10 +76,10 @@ class LocalCluster:
                                 stdout=log, stderr=subprocess.STDOUT, env=self._env(env_extra),
                                 start_new_session=True, cwd=ROOT)
 
-    def start_master(self, env_extra=None, lease_ttl: int = 2) -> subprocess.Popen:
+    def start_master(self, env_extra=None, lease_ttl: int = 2, **overrides) -> subprocess.Popen:
         n = len(self.masters) + 1
         config = {"cluster": self.name, "etcd": self.etcd_endpoints, "listen": "127.0.0.1:0",
-                  "id": f"{self.name}-m{n}", "lease_ttl": lease_ttl}
+                  "id": f"{self.name}-m{n}", "lease_ttl": lease_ttl, **overrides}
         proc = self._spawn("master", config, f"master-{n}", env_extra)
         self.masters.append(proc)
         return proc

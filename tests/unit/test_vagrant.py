@@ -23,6 +23,11 @@ LAB_ENV = {
     "GAIA_ID": "gaia-master-1",
     "GAIA_IP": "192.168.56.11",
     "GAIA_PORT": "7070",
+    "GAIA_ETCD_DATA_DIR": "/var/lib/etcd/gaia",
+    "GAIA_PYTHON": "/opt/gaia/venv/bin/python",
+    "GAIA_LAB": "vagrant",
+    "GAIA_STATE_DIR": "/var/lib/gaia/node",
+    "GAIA_CGROUP_PARENT": "gaia",
 }
 
 

@@ -1,6 +1,8 @@
-# Helpers sourced by the provisioning scripts (from the copy of the repo in /opt/gaia/src).
+# Helpers sourced by the provisioning scripts (from the copy of the repo in /opt/gaia/src on a
+# VM, from the checkout for `gaia lab`).
 
-TEMPLATES=${TEMPLATES:-/opt/gaia/src/vagrant/templates}
+# The templates beside this script, wherever the repository is.
+TEMPLATES=${TEMPLATES:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../templates" && pwd)}
 # bash 5.2: '&' in a replacement would mean the matched text; values are taken literally.
 shopt -u patsub_replacement 2>/dev/null || true
 

@@ -7,23 +7,23 @@ export DEBIAN_FRONTEND=noninteractive
 
 apt-get install -y -q etcd-server </dev/null
 
+# etcd.env and master.yaml, by the step the netns lab (gaia lab) runs too.
+bash /opt/gaia/src/vagrant/provision/configure.sh master /etc/gaia
+
 # The package starts a single-member etcd of its own; replace it with our member. The data
 # dir is new, so the member bootstraps with the cluster named in ETCD_INITIAL_CLUSTER.
-render etcd.default /etc/default/etcd.new
-if ! cmp -s /etc/default/etcd.new /etc/default/etcd; then
+if ! cmp -s /etc/gaia/etcd.env /etc/default/etcd; then
     systemctl stop etcd || true
-    mv /etc/default/etcd.new /etc/default/etcd
-    rm -rf /var/lib/etcd/gaia
-else
-    rm -f /etc/default/etcd.new
+    cp /etc/gaia/etcd.env /etc/default/etcd
+    rm -rf "$GAIA_ETCD_DATA_DIR"
 fi
-install -d -o etcd -g etcd -m 700 /var/lib/etcd/gaia
+install -d -o etcd -g etcd -m 700 "$GAIA_ETCD_DATA_DIR"
 systemctl enable etcd
 # --no-block: a member waits for a quorum, and the other members may not be up yet.
 systemctl start --no-block etcd
 
-render master.yaml /etc/gaia/master.yaml
-render gaia-master.service /etc/systemd/system/gaia-master.service
+# the packaged unit, as operators install it (packaging/systemd/)
+install -m 644 /opt/gaia/src/packaging/systemd/gaia-master.service /etc/systemd/system/
 systemctl daemon-reload
 systemctl enable gaia-master
 systemctl restart --no-block gaia-master
