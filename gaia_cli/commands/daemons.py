@@ -13,7 +13,6 @@ import click
 
 from gaia_common import config
 from gaia_common.keys import valid_cluster_name
-from gaia_cli import config_check
 from gaia_cli.context import CLUSTER_ENV, pass_context
 from gaia_cli.errors import EXIT_BAD_REQUEST, CliError
 
@@ -34,6 +33,7 @@ def load_config(cls, path, overrides: dict):
     cfg = config.load_daemon_config(cls, path, overrides)
     if not valid_cluster_name(cfg.cluster):
         raise CliError(f"cluster name {cfg.cluster!r}: use lowercase letters, digits and '-'", EXIT_BAD_REQUEST)
+    from gaia_cli import config_check   # here: it loads prometheus_client, which other commands never need
     try:
         config_check.check(cfg)         # every setting, before anything starts
     except config.ConfigError as e:

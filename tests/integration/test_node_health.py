@@ -201,7 +201,7 @@ def test_partition_stops_stop_on_partition_containers_after_the_grace(frozen_etc
     tag = uuid.uuid4().hex[:8]
     grace = 2.0
     cfg = NodeConfig(cluster=cluster_name, etcd=[frozen_etcd.endpoint], id=f"node-{tag}",
-                     state_dir=str(tmp_path / "node"), cgroup_parent=f"gaia-test-{tag}", lease_ttl=1,
+                     state_dir=str(tmp_path / "node"), cgroup_parent=f"gaia-test-{tag}", lease_ttl=2,
                      partition_grace=grace, cgroup_root=CGROUP_ROOT if IS_ROOT else str(tmp_path / "no-cgroups"))
     etcd = connect([frozen_etcd.endpoint])
     harness = NodeHarness(cfg, etcd)
