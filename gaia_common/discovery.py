@@ -55,6 +55,18 @@ def project(endpoints, port: str = None) -> list:
     return sorted(out, key=lambda e: _order(e.instance_id))
 
 
+def _difference(last, revision: int, endpoints: list):
+    """The EndpointSet that follows `last` (the endpoints yielded before; None at first), or
+    None when the set is the same."""
+    before = {e.instance_id: e for e in last or ()}
+    added = [e for e in endpoints if before.get(e.instance_id) != e]
+    now = {e.instance_id for e in endpoints}
+    removed = sorted((i for i in before if i not in now), key=_order)
+    if last is not None and not added and not removed:
+        return None
+    return EndpointSet(revision, endpoints, added, removed)
+
+
 def _order(instance_id: str):
     return (0, int(instance_id), "") if instance_id.isdigit() else (1, 0, instance_id)
 
@@ -89,18 +101,14 @@ class Resolver:
         follower = self._ready(app)
         queue = follower.listen()
         try:
-            last, first = {}, True
+            last = None
             while not self._closed.is_set():
                 state = queue.get(timeout=0.5)
-                if state is None:
-                    continue
-                revision, endpoints = state
-                now = {e.instance_id: e for e in project(endpoints.values(), port)}
-                added = [e for i, e in now.items() if last.get(i) != e]
-                removed = [i for i in last if i not in now]
-                if first or added or removed:   # another port's change shows nothing here
-                    yield EndpointSet(revision, list(now.values()), added, sorted(removed, key=_order))
-                last, first = now, False
+                if state is not None:
+                    change = _difference(last, state[0], project(state[1].values(), port))
+                    if change is not None:     # None: another port's change, nothing here
+                        yield change
+                        last = change.endpoints
         finally:
             follower.unlisten(queue)
 
@@ -205,25 +213,32 @@ class _Follower:
     def _run(self):
         backoff = 0
         while not self._stopped.is_set():
-            try:
-                self._follow_once()
-                backoff = 0
-            except GaiaError as e:       # no leader within the client's retry_for, or a final answer
-                if not self.ready.is_set():
-                    self.error = e
-                    self.ready.set()     # the asker raises it
-                    return
-                log.warning("endpoints of %s: %s; retrying", self.app, e.message)
-                backoff += 1
-            except grpc.RpcError as e:   # the stream broke: resume at once (a failover, a restart)
+            backoff = self._attempt(backoff)
+            if backoff is None:
+                return
+            self._stopped.wait(min(5.0, 0.1 * 2 ** min(backoff, 6)) * (0.5 + random.random()))
+
+    def _attempt(self, backoff: int):
+        """One stream, until it breaks: the backoff step before the next one, None to give up."""
+        try:
+            self._follow_once()
+            return 0
+        except GaiaError as e:       # no leader within the client's retry_for, or a final answer
+            if not self.ready.is_set():
+                self.error = e
+                self.ready.set()     # the asker raises it
+                return None
+            log.warning("endpoints of %s: %s; retrying", self.app, e.message)
+        except grpc.RpcError as e:   # the stream broke: resume at once (a failover, a restart)
+            if not self._stopped.is_set():
                 log.info("endpoints of %s: stream ended (%s); resuming at revision %d",
                          self.app, e.code().name, self.revision)
-            except Exception:            # closed under us, or a bug: the cache must not die silently
-                if self._stopped.is_set():
-                    return
-                log.exception("endpoints of %s: follower failed; retrying", self.app)
-                backoff += 1
-            self._stopped.wait(min(5.0, 0.1 * 2 ** min(backoff, 6)) * (0.5 + random.random()))
+            return 0
+        except Exception:            # closed under us, or a bug: the cache must not die silently
+            if self._stopped.is_set():
+                return None
+            log.exception("endpoints of %s: follower failed; retrying", self.app)
+        return backoff + 1
 
     def _follow_once(self):
         """One stream from `self.revision` on, until it breaks (RpcError) or the server ends it."""

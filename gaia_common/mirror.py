@@ -28,7 +28,6 @@ class PrefixMirror:
         self.lock = threading.Lock()
         self.revision = 0
         self.broken = True
-        self.loads = 0             # how many (re)loads: for logs and tests
         self._generation = 0       # callbacks of replaced watches are ignored
         self._watch_ids = []
 
@@ -41,11 +40,16 @@ class PrefixMirror:
             revision, items = self._read()
             self.revision = revision
             self.on_load(revision, items)
-            self.loads += 1
-        callback = lambda response: self._on_watch(generation, response)  # noqa: E731
-        self._watch_ids = [self.etcd.add_watch_prefix_callback(p, callback, start_revision=revision + 1)
-                           for p in self.prefixes]
+        # cleared before the watches exist, so that one breaking at once is not forgotten
         self.broken = False
+        callback = lambda response: self._on_watch(generation, response)  # noqa: E731
+        try:
+            for prefix in self.prefixes:   # one at a time, so that a failure cancels those made
+                self._watch_ids.append(self.etcd.add_watch_prefix_callback(prefix, callback,
+                                                                           start_revision=revision + 1))
+        except Exception:
+            self.broken = True
+            raise
 
     def follow(self, stop: threading.Event, retry: float = 1.0, poll: float = 0.2):
         """Keep the mirror synced until `stop` is set: reload whenever the watch breaks."""

@@ -10,7 +10,6 @@ old answer or its new one, never a half-built one.
 """
 import collections
 import logging
-import threading
 
 from dnslib import QTYPE
 
@@ -33,8 +32,7 @@ class Cache:
         self.answers = {}      # question key (lowercase wire bytes) -> records.Answer
         self._keys = {}        # app -> the keys its answers are under, to drop them on a rebuild
         self.serial = 0        # the registry's etcd revision: the SOA serial
-        self.version = 0       # bumped after every load and change (tests and the bench wait on it)
-        self.changed = threading.Condition()
+        self.version = 0       # bumped after every load and change; 0: never loaded (SERVFAIL)
         self.soa = records.soa_rr(zone.origin, 0, ttl)
 
     # ---- fed by the mirror ----
@@ -50,7 +48,7 @@ class Cache:
         self.serial = revision
         answers.update(self._apex())
         self.entries, self.apps, self._keys, self.answers = entries, apps, keys, answers
-        self._bump()
+        self.version += 1
 
     def apply(self, revision: int, changes: list):
         touched = set()
@@ -60,13 +58,7 @@ class Cache:
             self._rebuild(app)
         self.serial = revision
         self.answers.update(self._apex())
-        self._bump()
-
-    def wait_version(self, seen: int, timeout: float) -> int:
-        """Block until the version passes `seen` (or `timeout`); the current version."""
-        with self.changed:
-            self.changed.wait_for(lambda: self.version > seen, timeout)
-            return self.version
+        self.version += 1
 
     # ---- lookups for the slow path ----
 
@@ -109,11 +101,6 @@ class Cache:
         self.soa = records.soa_rr(self.zone.origin, self.serial, self.ttl)
         key, answer = records.build(self.zone.origin, QTYPE.SOA, [self.soa])
         return {key: answer}
-
-    def _bump(self):
-        with self.changed:
-            self.version += 1
-            self.changed.notify_all()
 
 
 def app_answers(zone: Zone, app: str, by_instance: dict, ttl: int) -> dict:

@@ -97,17 +97,23 @@ def _fit(question_len: int, answers: list, additional: list, limit: int):
     room = limit - 12 - question_len
     size = sum(map(len, answers))
     tc = size > room
-    if tc:
-        answers, additional = [], []
-    room -= sum(map(len, answers))
+    if tc:  # over TCP no larger transport is left: as many as fit (apps of thousands only)
+        answers = _prefix(answers, room) if limit == LIMITS[TCP] else []
+        additional = []
+    kept = _prefix(additional, room - sum(map(len, answers)))
+    complete = not tc and len(kept) == len(additional)
+    return (_heads(tc, len(answers), len(kept)), b"".join(answers + kept)), complete
+
+
+def _prefix(records: list, room: int) -> list:
+    """The leading records that fit in `room` bytes."""
     kept = []
-    for record in additional:
+    for record in records:
         if len(record) > room:
             break
         kept.append(record)
         room -= len(record)
-    complete = not tc and len(kept) == len(additional)
-    return (_heads(tc, len(answers), len(kept)), b"".join(answers + kept)), complete
+    return kept
 
 
 @functools.lru_cache(maxsize=4096)   # a few shapes recur across every name

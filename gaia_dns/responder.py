@@ -6,13 +6,9 @@ no parsing by dnslib, no packing. Anything else (unknown names, other types, odd
 takes the slow path, which parses with dnslib and builds NXDOMAIN, NODATA, REFUSED, FORMERR,
 NOTIMP or SERVFAIL replies.
 """
-import logging
-
 from dnslib import EDNS0, OPCODE, QTYPE, RCODE, DNSRecord
 
 from gaia_dns.records import EDNS, EDNS_SIZE, EDNS_SMALL, PLAIN, TCP
-
-log = logging.getLogger(__name__)
 
 _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"   # QDCOUNT 1, ANCOUNT 0, NSCOUNT 0
 _IN = b"\x00\x01"

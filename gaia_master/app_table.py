@@ -233,6 +233,7 @@ class AppTable:
             yield txn, pending, after
 
     def _put_allocations(self, txn, allocations: list, epoch: int) -> None:
+        """Put one app's allocations (a group's are its app's: one key prefix)."""
         prefix = self.keys.app_allocations(allocations[0].app_id) if allocations else ""
         for a in allocations:
             a.epoch = epoch

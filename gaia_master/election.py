@@ -125,6 +125,11 @@ class Election:
         response = self.etcd.get_prefix_response(self.keys.election, sort_target="create",
                                                  sort_order="ascend")
         keys = [kv.key.decode() for kv in response.kvs]
+        if self.epoch and not self.is_leader():
+            # keepalives stalled past the proven lease life (e.g. etcd re-electing its own
+            # leader): the leader's loops have stopped acting, so step down; once the lease is
+            # proven alive again the campaign elects us anew and a new term starts them again
+            self._step_down("lease not renewed in time")
         if self.key not in keys:
             self._step_down("election key gone")
             self.lease = None

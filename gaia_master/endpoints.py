@@ -113,6 +113,8 @@ class EndpointLog:
         touched = set()
         with self.lock:
             for app, instance_id, endpoint, at in changes:
+                if at <= self.loaded:
+                    continue   # a late event of a watch replaced by a reload: the snapshot has it
                 if self._log(app, self.loaded).record(at, instance_id, endpoint):
                     touched.add(app)
             self.revision = max(self.revision, revision)

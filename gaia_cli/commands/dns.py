@@ -18,7 +18,8 @@ from gaia_cli.context import pass_context
 @click.option("--listen", metavar="HOST:PORT", help="UDP and TCP address (default 127.0.0.1:5353).")
 @click.option("--zone", metavar="SUFFIX", help="Zone suffix: names are APP.CLUSTER.SUFFIX (default gaia).")
 @click.option("--ttl", type=click.IntRange(min=0), metavar="SECONDS", help="TTL of every record (default 5).")
-@click.option("--check-config", "check_only", is_flag=True, help="Check the settings, print `config OK`, start nothing.")
+@click.option("--check-config", "check_only", is_flag=True,
+              help="Check the settings, print `config OK`, start nothing.")
 @pass_context
 def dns_run(ctx, config_path, cluster, etcd, listen, zone, ttl, check_only):
     """Serve the cluster's service registry as DNS until SIGTERM: A/AAAA for APP.CLUSTER.gaia and

@@ -4,7 +4,7 @@ import signal
 import click
 
 from gaia_cli.errors import EXIT_NOT_FOUND, CliError
-from gaia_cli.lab.lab import DEFAULT_NAME, Lab
+from gaia_cli.lab.plan import DEFAULT_NAME
 from gaia_cli.output import emit, output_option, render_table
 
 NAME = click.option("--name", default=DEFAULT_NAME, show_default=True, help="Lab (and cluster) name.")
@@ -14,14 +14,20 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _recorded(name: str) -> Lab:
-    lab = Lab(name)
+def _lab(name: str):
+    """Imported here: the lab uses the node's network code, which other commands never load."""
+    from gaia_cli.lab.lab import Lab
+    return Lab(name)
+
+
+def _recorded(name: str):
+    lab = _lab(name)
     if not lab.load():
         raise CliError(f"no lab {name!r} is recorded in {lab.dir}", EXIT_NOT_FOUND)
     return lab
 
 
-def _tear_down(lab: Lab, grace: float = 5.0):
+def _tear_down(lab, grace: float = 5.0):
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not strand half of it
     try:
         survivors = lab.down(grace)
@@ -32,7 +38,7 @@ def _tear_down(lab: Lab, grace: float = 5.0):
                        f"namespaces and state kept in {lab.state_path}")
 
 
-def _banner(lab: Lab) -> str:
+def _banner(lab) -> str:
     s, n = lab.state, lab.name
     return (f"lab {n!r} is up: {s['masters']} etcd member(s) and master(s), {s['nodes']} node(s) "
             f"on {s['subnet']}\n"
@@ -60,7 +66,7 @@ def up(name, nodes, masters, subnet, timeout):
     Needs root. Returns once a leader lists every node alive; the cluster is added to the
     client config under NAME. See README "A lab in network namespaces".
     """
-    lab = Lab(name)
+    lab = _lab(name)
     lab.ensure_not_running()
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:

@@ -25,9 +25,8 @@ from gaia_node.network import links
 from gaia_cli import procs
 from gaia_cli.errors import EXIT_BAD_REQUEST, EXIT_NOT_FOUND, CliError
 from gaia_cli.lab import net, render
-from gaia_cli.lab.plan import LabPlan, collision, pick_subnet
+from gaia_cli.lab.plan import DEFAULT_NAME, LabPlan, collision, pick_subnet
 
-DEFAULT_NAME = "lab"
 TOKEN_ENV = "GAIA_LAB_TOKEN"          # marks every process a lab starts (and theirs), for `down`
 _REPO_ROOT = str(pathlib.Path(__file__).resolve().parents[2])
 
@@ -105,8 +104,8 @@ class Lab:
         return once a leader lists every node alive. Call ensure_not_running first."""
         if os.geteuid() != 0:
             raise CliError("gaia lab needs root: it makes network namespaces and links")
-        if self.state:
-            self.down()  # a stale record (a crash): remove what it names first
+        if self.state and self.down():  # a stale record (a crash): remove what it names first
+            raise CliError(f"lab {self.name!r}: processes of an earlier run survive SIGKILL; see {self.state_path}")
         self._plan_and_record(nodes, masters, subnet)
         net.make_switch(self.plan)
         for host in self.plan.hosts():
@@ -240,7 +239,11 @@ class Lab:
     def partition(self, host_id: str, undo: bool = False):
         """Unplug `host_id` from the lab's bridge (or plug it back): nothing it sends arrives,
         nothing reaches it; its processes run on."""
-        net.set_port(self.plan, self._host(host_id).port, up=undo)
+        host = self._host(host_id)
+        try:
+            net.set_port(self.plan, host.port, up=undo)
+        except (OSError, LookupError) as e:   # the lab's network is gone (a crash, or down)
+            raise CliError(f"lab {self.name!r}: cannot reach {host.id}'s port on the bridge: {e}") from None
 
     def _host(self, host_id: str):
         try:

@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import ipaddress
 
+DEFAULT_NAME = "lab"
 MASTER_PORT = 7070           # the Vagrantfile's MASTER_PORT / NODE_PORT
 NODE_PORT = 7071
 ETCD_CLIENT_PORT = 2379

@@ -27,6 +27,7 @@ class Totals:
         self.cycles = self.placed = self.granted = self.refused = 0
         self.snapshot_s = self.schedule_s = self.apply_s = 0.0
         self.granting_s = 0.0                # the cycles that granted something, whole
+        self.placing_s = 0.0                 # Sfair's time in the cycles that placed something
         self.first_grant_at = self.last_grant_at = None     # perf_counter of the commits
         self.evicted = 0
         self.decisions_s: list = []          # per request: time the scheduler spent deciding it
@@ -36,6 +37,8 @@ class Totals:
         self.cycles += 1
         for key in ("placed", "granted", "refused", "evicted", "snapshot_s", "schedule_s", "apply_s"):
             setattr(self, key, getattr(self, key) + last[key])
+        if last["placed"]:
+            self.placing_s += last["schedule_s"]
         if last["granted"]:
             self.granting_s += last["snapshot_s"] + last["schedule_s"] + last["apply_s"]
             self.first_grant_at = self.first_grant_at or now - last["apply_s"]

@@ -2,8 +2,9 @@
 and the registry keys in etcd agree; endpoints answer from another network namespace; health
 flips, killed nodes, master failover, etcd restart and compaction lose or repeat no change.
 
-Every state the watching client reports is checked against etcd read at that state's revision,
-so "no change missed, none applied twice" is checked exactly, not by sampling.
+Every state the watching client reports is checked against the registry at that state's
+revision (read from etcd, or from the test's own watch where a compaction erased it), so "no
+change missed, none applied twice" is checked exactly, not by sampling.
 """
 import json
 import os
@@ -18,6 +19,7 @@ import uuid
 
 import pytest
 import yaml
+from etcd3 import events as etcd_events
 
 from gaia_common.config import NodeConfig
 from gaia_common.discovery import Resolver
@@ -98,10 +100,11 @@ class Recorder(threading.Thread):
         return {e.instance_id for e in self.seen[-1].endpoints} if self.seen else None
 
 
-def check_record(cluster, rec: Recorder, steps: list, checked: int = 0) -> int:
+def check_record(cluster, rec: Recorder, steps: list, at=None):
     """Revisions strictly increase; added/removed replay to each set; each set is etcd's at its
     revision (nothing missed, nothing twice); every step (a set etcd had) was seen, in order.
-    Returns how many records are checked against etcd (before a compaction erases them)."""
+    `at(revision)`: the registry's set then (default: etcd read at that revision)."""
+    at = at or (lambda revision: from_etcd(cluster, rec.app, revision))
     seen = list(rec.seen)
     revisions = [s.revision for s in seen]
     assert revisions == sorted(set(revisions)), f"revisions not strictly increasing: {revisions}"
@@ -112,13 +115,42 @@ def check_record(cluster, rec: Recorder, steps: list, checked: int = 0) -> int:
             del state[i]
         state.update((e.instance_id, e) for e in s.added)
         assert {brief(e) for e in state.values()} == {brief(e) for e in s.endpoints}, s.revision
-    for s in seen[checked:]:
-        assert {brief(e) for e in s.endpoints} == from_etcd(cluster, rec.app, s.revision), \
-            f"the client's set at revision {s.revision} is not etcd's"
+        assert {brief(e) for e in s.endpoints} == at(s.revision), f"the client's set at revision {s.revision} is not etcd's"
     sets = iter({brief(e) for e in s.endpoints} for s in seen)
     for step in steps:
         assert any(found == step for found in sets), f"step {sorted(x[0] for x in step)} was not seen in order"
-    return len(seen)
+
+
+class RegistryHistory:
+    """Every change to the cluster's registry, from a watch of the test's own (a compaction does
+    not touch a watch that keeps up, while it erases what a read at an old revision needs)."""
+
+    def __init__(self, cluster):
+        self.prefix = cluster.keys.services
+        response = cluster.etcd.get_prefix_response(self.prefix)
+        self.start = response.header.revision
+        self.initial = {kv.key.decode(): kv.value for kv in response.kvs}
+        self.events, self.broken = [], None    # (revision, key, value or None)
+        cluster.etcd.add_watch_prefix_callback(self.prefix, self._on, start_revision=self.start + 1)
+
+    def _on(self, response):
+        if isinstance(response, Exception):
+            self.broken = response
+            return
+        self.events.extend((e.mod_revision, e.key.decode(), None if isinstance(e, etcd_events.DeleteEvent) else e.value)
+                           for e in response.events)
+
+    def at(self, app: str, revision: int) -> set:
+        assert self.broken is None and revision >= self.start, (self.broken, revision, self.start)
+        time.sleep(0.05)                       # our own watch is a local hop behind at most
+        values = dict(self.initial)
+        for at, key, value in list(self.events):
+            if at > revision:
+                break
+            values[key] = value
+        entries = [types_pb2.ServiceEndpoint.FromString(v) for k, v in values.items()
+                   if v is not None and k.startswith(f"{self.prefix}{app}/")]
+        return {brief(e) for e in entries if resolvable(e)}
 
 
 def scale_and_wait(cluster, resolver, rec, app: str, count: int, steps: list, timeout: float = 30):
@@ -292,27 +324,34 @@ def test_watch_survives_a_master_failover_and_compactions_without_missing_or_rep
     cluster.start_master()
     cluster.start_node()
     cluster.wait_ready(nodes=1)
+    history = RegistryHistory(cluster)
+    at = lambda revision: history.at("steps", revision)  # noqa: E731
     submit(cluster, tmp_path, sleeper("steps", 1))
     resolver = resolvers(cluster)
     steps = [wait_for(lambda: all_agree(cluster, resolver, "steps", ids={"0"}), 45, interval=0.3,
                       what="steps running")]
     rec = Recorder(resolver, "steps")
     wait_for(lambda: rec.seen, 5, what="the watch's first set")
-    checked = 0
-    for count in (3, 1, 2):                      # compact to the newest revision while it changes
+
+    def compact():   # to etcd's newest revision: past the client's, whatever it is
+        revision = cluster.etcd.get_prefix_response(cluster.keys.services).header.revision
+        cluster.etcd.compact(revision)
+        return revision
+
+    for count in (3, 1, 2):                      # compact while the app changes
         cluster.cli("scale", "steps", str(count))
         time.sleep(0.3)
-        checked = check_record(cluster, rec, steps, checked)
-        cluster.etcd.compact(cluster.etcd.get_prefix_response(cluster.keys.services).header.revision)
+        compacted = compact()
         scale_and_wait(cluster, resolver, rec, "steps", count, steps)
-    checked = check_record(cluster, rec, steps, checked)
+    check_record(cluster, rec, steps, at)
 
-    cluster.leader_proc().send_signal(signal.SIGKILL)    # the stream resumes from before the compaction
     cluster.cli("scale", "steps", "3")
-    checked = check_record(cluster, rec, steps, checked)
-    cluster.etcd.compact(cluster.etcd.get_prefix_response(cluster.keys.services).header.revision)
+    time.sleep(0.3)
+    cluster.leader_proc().send_signal(signal.SIGKILL)    # while it changes
+    cursor = resolver._followers["steps"].revision       # what the stream resumes from, once a
+    assert compact() >= cursor                            # new leader is elected (>= 2 s): compacted
     scale_and_wait(cluster, resolver, rec, "steps", 3, steps, timeout=40)
-    check_record(cluster, rec, steps, checked)
+    check_record(cluster, rec, steps, at)
 
 
 def test_watch_survives_an_etcd_restart(own_etcd, make_cluster, resolvers, tmp_path):

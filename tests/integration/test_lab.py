@@ -231,9 +231,15 @@ def test_killing_an_etcd_member_loses_no_acknowledged_write(cli, tmp_path):
     assert sorted(n.info.node_id for n in listed if n.alive) == [f"gaia-node-{i}" for i in (1, 2, 3)]
     containers = lambda s: {v.allocation.instance_id: v.status.container_id for v in s.instances}  # noqa: E731
     assert containers(get()) == containers(before), "a container was restarted"
+
+
+def test_after_an_etcd_member_loss_new_apps_run(cli, tmp_path):
+    """Runs after the kill above: the leader still places AMs and instances."""
+    client = cli.client()
+    spec = tmp_path / "after.yaml"
     spec.write_text(SLEEPER.format(name="after", python=sys.executable))
     cli.run("--cluster", cli.name, "submit", str(spec))
-    wait_for(lambda: spread(client.call("GetApp", master_pb2.GetAppRequest(name="after")), 4), 45,
+    wait_for(lambda: spread(client.call("GetApp", master_pb2.GetAppRequest(name="after")), 4), 30,
              what="an app submitted after the kill running")
 
 

@@ -211,3 +211,12 @@ def test_bad_settings_are_named(setting, value, message):
     from gaia_dns.main import check
     with pytest.raises(ConfigError, match=message):
         check(DnsConfig(**{setting: value}))
+
+
+def test_an_answer_too_big_even_for_tcp_keeps_what_fits():
+    answer = records.Answer(20, [bytes(1000)] * 70)
+    heads, body = answer.variants[0][records.TCP]
+    assert heads[0][0] & records.FLAG_TC and heads[0][4:6] == (65).to_bytes(2, "big")   # TC, ANCOUNT 65
+    assert len(body) == 65000 and 12 + 20 + len(body) <= records.LIMITS[records.TCP]
+    heads, body = answer.variants[0][records.PLAIN]
+    assert heads[0][0] & records.FLAG_TC and body == b""              # UDP: none, ask again over TCP

@@ -214,3 +214,10 @@ def _wait(predicate, timeout=3.0):
             return True
         time.sleep(0.005)
     return False
+
+
+def test_late_events_from_before_a_reload_are_ignored():
+    log = loaded(web=[ep("0")])
+    log.reset({"web": {}}, 20)                     # instance 0 went away at some revision <= 20
+    log.apply([("web", "0", ep("0"), 15)], 15)     # a replaced watch delivers an older put
+    assert log.since("web", "", 0).endpoints == [] and log.since("web", "", 20) is None

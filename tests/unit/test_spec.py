@@ -9,7 +9,7 @@ from gaia_common import spec
 from gaia_common.pb import types_pb2
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if p.name not in ("master.yaml", "node.yaml"))
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if p.name not in ("master.yaml", "node.yaml", "dns.yaml"))
 
 MINIMAL = "name: web\ncommand: sleep 60\n"
 
