@@ -185,7 +185,7 @@ class _Follower:
     def wait_ready(self, timeout: float):
         if not self.ready.wait(timeout):
             raise GaiaError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                            f"no endpoints of {self.app!r} within {timeout}s: {self.error or 'no leading master answered'}")
+                            f"no endpoints of {self.app!r} within {timeout}s: no leading master answered")
         if self.error is not None:
             raise self.error
 

@@ -3,7 +3,8 @@
 Every replica keeps the mirror warm, so a newly elected leader has it already. The mirror is
 loaded with one range read and then follows a watch that starts at the read's revision + 1,
 so no event falls between the two. A broken watch (etcd member down, compaction) triggers a
-full reload.
+full reload. The registry's loads and changes, with their revisions, also go to `endpoint_log`
+(gaia_master/endpoints.py: WatchEndpoints' history).
 """
 import functools
 import logging

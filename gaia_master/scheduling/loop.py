@@ -17,7 +17,7 @@ from gaia_master.sfair import Sfair, SfairConfig
 from gaia_master.store import NotLeader
 
 log = logging.getLogger(__name__)
-FRUITLESS_REST = 4      # after a cycle that placed nothing: rest 4x its time (at most `interval`)
+FRUITLESS_REST = 4      # after a cycle that placed nothing: rest 4x its time (at most 4 intervals)
 
 
 class Totals:
@@ -90,9 +90,12 @@ class SchedulingLoop:
         """After a cycle that changed nothing, wakes wait a while: at saturation every reconciler
         pass re-asks for the AMs that do not fit and wakes the loop, and each of those cycles
         would search the whole cluster (preemption included) again, keeping a core busy for
-        nothing. Resting FRUITLESS_REST times as long as the cycle took bounds that to a
-        fraction of a core; a wake that comes meanwhile is served right after."""
-        time.sleep(min(self.interval, FRUITLESS_REST * spent))
+        nothing (an AM's repeated asks do the same). Resting FRUITLESS_REST times as long as
+        the cycle took bounds that to a fifth of a core (a third when a 10,000-node search
+        hits the cap of FRUITLESS_REST intervals); a wake that comes meanwhile is served
+        right after, and time-driven changes (reclaim grace, reservations) are only late
+        by the rest."""
+        time.sleep(min(FRUITLESS_REST * self.interval, FRUITLESS_REST * spent))
 
     def cycle(self, sfair) -> dict:
         book = self.m.book
