@@ -16,6 +16,8 @@ def choose_nodes(state, eq, want: int, spread_domain) -> tuple:
     slots = eq.slots
     domain = spread_domain.applies(eq)
     if want == 1 and not domain:
+        if eq.pick.size == 0:      # no node at all (the last ones just left)
+            return _EMPTY, _EMPTY
         best = int(np.argmax(eq.pick))
         if eq.pick[best] == -np.inf:
             return _EMPTY, _EMPTY
