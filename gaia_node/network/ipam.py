@@ -4,9 +4,11 @@ Several node managers on one host share a bridge and a subnet; the filesystem ma
 allocations atomic without a lock, and /run (tmpfs) forgets them at reboot, along with the
 namespaces that used them.
 """
+import contextlib
 import errno
 import ipaddress
 import os
+import threading
 
 
 class AddressesExhausted(Exception):
@@ -52,10 +54,16 @@ class Ipam:
         return hint if self.first <= hint <= self.last else self.first
 
     def _save_hint(self, index: int):
-        tmp = os.path.join(self.directory, f".next.{os.getpid()}")
-        with open(tmp, "w") as f:
-            f.write(str(index))
-        os.replace(tmp, os.path.join(self.directory, "next"))
+        """Best effort: the hint only spreads allocations, so failing to save it never fails
+        one. The temporary name is per thread: a node starts containers concurrently."""
+        tmp = os.path.join(self.directory, f".next.{os.getpid()}.{threading.get_ident()}")
+        try:
+            with open(tmp, "w") as f:
+                f.write(str(index))
+            os.replace(tmp, os.path.join(self.directory, "next"))
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
     def owner(self, address: str) -> str:
         try:

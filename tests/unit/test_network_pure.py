@@ -116,3 +116,12 @@ def test_app_network_field_decides_host_network_of_instances():
     for spec, shared in ((own, False), (host, True)):
         record = types_pb2.AppRecord(app_id="web-1", spec=spec)
         assert container_spec(record, "0", 1).host_network is shared
+
+
+def test_ipam_allocates_from_many_threads_at_once_without_failing(tmp_path):
+    """A node starts containers concurrently: every allocation succeeds, each address once."""
+    import concurrent.futures
+    ipam = Ipam(str(tmp_path), ipaddress.IPv4Network("10.9.0.0/24"))
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        addresses = list(pool.map(lambda i: ipam.allocate(f"c{i}"), range(200)))
+    assert len(set(addresses)) == 200
