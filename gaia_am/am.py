@@ -219,6 +219,11 @@ class ApplicationMaster:
         self.events.report(kind, instance_id, cause, message, platform)
 
     def _report(self, state, message: str):
+        # what led here goes first: once the app is finished the master stops this AM, and
+        # its buffered events (the failure that ended it) would be lost
+        for _ in range(3):
+            if self.events.idle() or not self.events.flush():
+                break
         try:
             self.client.call("ReportAppState", master_pb2.AppStateReport(
                 app_id=self.app_id, attempt=self.attempt, state=state, message=message))

@@ -83,6 +83,11 @@ class EventReporter:
                 self._cond.notify()
         return None
 
+    def idle(self) -> bool:
+        """Nothing is waiting to be sent."""
+        with self._cond:
+            return not (self._plain or self._charges)
+
     # ---- sending ----
 
     def _run(self):
