@@ -36,7 +36,9 @@ class ApplicationMaster:
         self.interval = interval
         self.nodes = Nodes()
         self._asked = {}    # container_id -> monotonic time we asked a node to start it
-        self._starting = {}  # instance_id -> monotonic time we last asked to start one of its containers
+        # (instance_id, node_id) -> monotonic time we last asked that node to start one of its
+        # containers (per node: an instance moved elsewhere starts there at once)
+        self._starting = {}
         # The app's status: the master's WatchApp stream (GetApp polls when it breaks).
         self.feed = StatusFeed(client, app_id, attempt)
         # What the AM did (gaia events), and the user failures charged to retry_times: the
@@ -99,7 +101,7 @@ class ApplicationMaster:
             return
         alloc, st = view.allocation, view.status if view.HasField("status") else None
         if st is None:
-            if time.monotonic() - self._starting.get(alloc.instance_id, -START_GRACE) < START_GRACE:
+            if time.monotonic() - self._starting.get((alloc.instance_id, alloc.node_id), -START_GRACE) < START_GRACE:
                 return   # a start we asked for is not reported yet (a restart removes the old one first)
             # an AM that starts over between a restart's removal and its start knows only the
             # charges: counters below them are taken (a reused container id could go uncharged)
@@ -175,7 +177,7 @@ class ApplicationMaster:
         spec = container_spec(status.app, alloc, counter)   # its GPUs, if granted any, go to CUDA_VISIBLE_DEVICES
         if time.monotonic() - self._asked.get(spec.container_id, -START_GRACE) < START_GRACE:
             return
-        self._asked[spec.container_id] = self._starting[alloc.instance_id] = time.monotonic()
+        self._asked[spec.container_id] = self._starting[(alloc.instance_id, alloc.node_id)] = time.monotonic()
         fields = {"instance": alloc.instance_id, "container": spec.container_id}   # structured log fields
         log.info("starting instance %s on %s", alloc.instance_id, alloc.node_id, extra=fields)
         self.nodes.start_later(alloc.node_address, status.epoch, spec, lambda e: log.warning(
