@@ -48,6 +48,8 @@ class Reconciler:
             except NotLeader:
                 return
             except Exception:
+                if not is_current():
+                    return   # the master is stopping (its channels are closed): nothing to say
                 log.exception("reconcile pass failed")
             self._wake.wait(self.interval)
             self._wake.clear()
