@@ -50,7 +50,7 @@ class RequestBook:
         self._lock = threading.Lock()
         self._instances: dict = {}    # app_id -> InstanceAsk
         self._ams: dict = {}          # app_id -> AmAsk
-        self._moves: dict = {}        # app_id -> MoveAsk
+        self._moves: dict = {}        # (app_id, keep_old) -> MoveAsk: lost-node and drain moves apart
         self._cycle = threading.Condition(self._lock)
         self.started = 0              # cycles begun
         self.cycles = 0               # cycles finished: a caller waits for the next one
@@ -70,21 +70,24 @@ class RequestBook:
     def ask_moves(self, app_id: str, attempt: int, origins, keep_old: bool, cause: str, shape) -> None:
         """Replaces the app's earlier move ask: an AM asks for every instance it still wants
         moved. `origins`: (instance_id, node_id it is on now); once it is elsewhere it is done."""
+        key = (app_id, bool(keep_old))
         with self._lock:
-            old = self._moves.get(app_id)
+            old = self._moves.get(key)
             since = old.since if old is not None else time.time()
-            self._moves[app_id] = MoveAsk(app_id, attempt, tuple(origins), keep_old, cause, shape, since)
+            self._moves[key] = MoveAsk(app_id, attempt, tuple(origins), keep_old, cause, shape, since)
 
     def drop_moves(self, app_id: str, ask: MoveAsk) -> None:
+        key = (app_id, bool(ask.keep_old))
         with self._lock:
-            if self._moves.get(app_id) is ask:
-                del self._moves[app_id]
+            if self._moves.get(key) is ask:
+                del self._moves[key]
 
     def drop(self, app_id: str) -> None:
         with self._lock:
             self._instances.pop(app_id, None)
             self._ams.pop(app_id, None)
-            self._moves.pop(app_id, None)
+            for key in ((app_id, False), (app_id, True)):
+                self._moves.pop(key, None)
 
     def drop_am(self, app_id: str, attempt: int) -> None:
         with self._lock:
@@ -105,7 +108,7 @@ class RequestBook:
             self._moves.clear()
 
     def asks(self) -> tuple:
-        """(instance asks, AM asks, move asks), each by app_id."""
+        """(instance asks, AM asks by app_id; move asks by (app_id, keep_old))."""
         with self._lock:
             return dict(self._instances), dict(self._ams), dict(self._moves)
 

@@ -215,7 +215,7 @@ def _move_request(table, nodes, ask, book, pending, wanted, live: set, draining)
         book.drop_moves(ask.app_id, ask)
         return
     spec = record.spec
-    rid = f"{ask.app_id}/move"
+    rid = f"{ask.app_id}/{'drain' if ask.keep_old else 'move'}"
     pending.append(PendingRequest(rid, ask.app_id, spec.pool, spec.priority, len(ids), as_vector(ask.shape),
                                   constraints=_constraints(spec),
                                   gpu_models=(spec.gpu_model,) if spec.gpu_model else (),

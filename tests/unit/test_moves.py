@@ -30,12 +30,15 @@ def test_a_newer_move_ask_replaces_the_older_and_keeps_its_age():
     book = RequestBook()
     shape = types_pb2.Resources(cpu_millis=100)
     book.ask_moves("a-1", 1, [("0", "n1")], False, "node lost", shape)
-    first = book.asks()[2]["a-1"]
+    first = book.asks()[2][("a-1", False)]
     book.ask_moves("a-1", 1, [("0", "n1"), ("1", "n1")], False, "node lost", shape)
-    second = book.asks()[2]["a-1"]
+    second = book.asks()[2][("a-1", False)]
     assert second.origins == (("0", "n1"), ("1", "n1")) and second.since == first.since
     book.drop_moves("a-1", first)          # an outdated ask does not drop the newer one
-    assert "a-1" in book.asks()[2]
+    assert ("a-1", False) in book.asks()[2]
+    # a drain's ask stands beside the lost-node one: neither replaces the other
+    book.ask_moves("a-1", 1, [("2", "n2")], True, "node drained", shape)
+    assert set(book.asks()[2]) == {("a-1", False), ("a-1", True)}
     book.drop("a-1")
     assert book.asks()[2] == {}
 
