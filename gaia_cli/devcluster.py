@@ -5,7 +5,6 @@ files, logs/, the nodes' state, etcd's data, and state.json, which records every
 and start time) so that `gaia dev down` can stop them from another shell. The cluster is
 registered in the client config under its name, with its etcd endpoint.
 """
-import json
 import os
 import pathlib
 import shutil
@@ -38,14 +37,6 @@ def node_id(i: int) -> str:
     return f"dev-node-{i}"
 
 
-def log_tail(path, lines: int = 15) -> str:
-    try:
-        text = pathlib.Path(path).read_text(errors="replace").splitlines()[-lines:]
-    except OSError:
-        return ""
-    return "\n".join("    " + line for line in text)
-
-
 class DevCluster:
     def __init__(self, name: str = DEFAULT_NAME, home: pathlib.Path = None):
         if not valid_cluster_name(name):
@@ -61,18 +52,11 @@ class DevCluster:
     # ---- state.json ----
 
     def load(self) -> dict:
-        try:
-            self.state = json.loads(self.state_path.read_text())
-        except FileNotFoundError:
-            self.state = {}
-        except (OSError, ValueError) as e:
-            raise CliError(f"{self.state_path}: unreadable ({e}); remove it once nothing runs") from None
+        self.state = procs.read_state(self.state_path, '; remove it once nothing runs')
         return self.state
 
     def _save(self):
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state, indent=2))
-        os.replace(tmp, self.state_path)
+        procs.write_state(self.state_path, self.state)
 
     def _record(self, role: str, pid: int, log: str, **extra):
         self.state["processes"].append(dict(role=role, pid=pid, started=procs.start_time(pid),
@@ -224,7 +208,7 @@ class DevCluster:
         for p in self.state["processes"]:
             if procs.find(p["pid"], p["started"]) is None:
                 raise CliError(f"{p.get('label', p['role'])} (pid {p['pid']}) exited; "
-                               f"the end of {p['log']}:\n{log_tail(p['log'])}")
+                               f"the end of {p['log']}:\n{procs.log_tail(p['log'])}")
 
     def exited(self) -> list:
         """The recorded processes that are gone (for the foreground watch)."""

@@ -3,12 +3,16 @@
 A process is named by its pid and its start time (psutil's create_time), so a pid the kernel
 has since given to another program is never signalled. A zombie counts as gone.
 """
+import contextlib
+import json
 import os
 import pathlib
 import signal
 import time
 
 import psutil
+
+from gaia_cli.errors import CliError
 
 CGROUP_ROOT = pathlib.Path("/sys/fs/cgroup")
 
@@ -170,3 +174,41 @@ def wait_gone(procs, timeout: float) -> list:
         time.sleep(0.05)
         left = alive(left)
     return left
+
+
+# ---- what `gaia dev` and `gaia lab` share: their state file, logs, an uninterruptible stop ----
+
+def log_tail(path, lines: int = 15) -> str:
+    """The last lines of a daemon's log, indented, for an error message ("" if unreadable)."""
+    try:
+        text = pathlib.Path(path).read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "\n".join("    " + line for line in text)
+
+
+def read_state(path: pathlib.Path, hint: str = "") -> dict:
+    """The JSON state file of a local cluster, {} when there is none."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise CliError(f"{path}: unreadable ({e}){hint}") from None
+
+
+def write_state(path: pathlib.Path, state: dict) -> None:
+    """Atomically: a crash mid-write never leaves half a state file."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def sigint_ignored():
+    """A second Ctrl-C must not strand half of a teardown."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

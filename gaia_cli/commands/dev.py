@@ -7,6 +7,7 @@ import click
 from gaia_common.client import MasterClient
 from gaia_cli.commands.submit import read_spec, submit_spec
 from gaia_cli.devcluster import DEFAULT_NAME, DevCluster
+from gaia_cli import procs
 from gaia_cli.errors import EXIT_NOT_FOUND, CliError
 
 
@@ -39,11 +40,8 @@ def _submit(cluster: DevCluster, spec) -> str:
 
 
 def _tear_down(cluster: DevCluster, grace: float = 5.0):
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not strand half of it
-    try:
+    with procs.sigint_ignored():
         survivors = cluster.stop(grace)
-    finally:
-        signal.signal(signal.SIGINT, previous)
     if survivors:
         raise CliError(f"could not stop pids {', '.join(str(p.pid) for p in survivors)}; "
                        f"state kept in {cluster.state_path}")

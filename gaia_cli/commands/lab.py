@@ -3,6 +3,7 @@ import signal
 
 import click
 
+from gaia_cli import procs
 from gaia_cli.errors import EXIT_NOT_FOUND, CliError
 from gaia_cli.lab.plan import DEFAULT_NAME
 from gaia_cli.output import emit, output_option, render_table
@@ -28,11 +29,8 @@ def _recorded(name: str):
 
 
 def _tear_down(lab, grace: float = 5.0):
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not strand half of it
-    try:
+    with procs.sigint_ignored():
         survivors = lab.down(grace)
-    finally:
-        signal.signal(signal.SIGINT, previous)
     if survivors:
         raise CliError(f"could not stop pids {', '.join(str(p.pid) for p in survivors)}; "
                        f"namespaces and state kept in {lab.state_path}")

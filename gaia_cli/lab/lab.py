@@ -7,7 +7,6 @@ made, and each process (pid and start time) as it starts, so `down` removes exac
 made, even after `up` crashed half way.
 """
 import ipaddress
-import json
 import os
 import pathlib
 import shutil
@@ -35,14 +34,6 @@ def lab_home() -> pathlib.Path:
     return pathlib.Path(os.environ.get("GAIA_LAB_HOME") or pathlib.Path.home() / ".gaia" / "lab")
 
 
-def log_tail(path, lines: int = 15) -> str:
-    try:
-        text = pathlib.Path(path).read_text(errors="replace").splitlines()[-lines:]
-    except OSError:
-        return ""
-    return "\n".join("    " + line for line in text)
-
-
 class Lab:
     def __init__(self, name: str = DEFAULT_NAME, home: pathlib.Path = None):
         if not valid_cluster_name(name):
@@ -57,18 +48,11 @@ class Lab:
     # ---- state.json ----
 
     def load(self) -> dict:
-        try:
-            self.state = json.loads(self.state_path.read_text())
-        except FileNotFoundError:
-            self.state = {}
-        except (OSError, ValueError) as e:
-            raise CliError(f"{self.state_path}: unreadable ({e})") from None
+        self.state = procs.read_state(self.state_path)
         return self.state
 
     def _save(self):
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state, indent=2))
-        os.replace(tmp, self.state_path)
+        procs.write_state(self.state_path, self.state)
 
     @property
     def plan(self) -> LabPlan:
@@ -225,7 +209,7 @@ class Lab:
         for r in self.records():
             if procs.find(r["pid"], r["started"]) is None:
                 raise CliError(f"{r['role']} on {r['host']} (pid {r['pid']}) exited; "
-                               f"the end of {r['log']}:\n{log_tail(r['log'])}")
+                               f"the end of {r['log']}:\n{procs.log_tail(r['log'])}")
 
     def _register_client_config(self):
         doc = config.load_client_config()

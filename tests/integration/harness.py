@@ -23,6 +23,15 @@ from gaia_common.keys import Keys
 from gaia_node.network import hook as network_hook
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Serves HTTP on 0.0.0.0:argv[2]: 200 while the file argv[1] exists, else 503 (its health check fails).
+FLAG_SERVER = (
+    "import http.server, os, sys\n"
+    "flag, port = sys.argv[1], int(sys.argv[2])\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        self.send_response(200 if os.path.exists(flag) else 503); self.end_headers()\n"
+    "    def log_message(self, *a): pass\n"
+    "http.server.ThreadingHTTPServer(('0.0.0.0', port), H).serve_forever()\n")
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition", on_timeout=None):

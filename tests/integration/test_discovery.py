@@ -26,21 +26,11 @@ from gaia_common.discovery import Resolver
 from gaia_common.etcd import EtcdServer
 from gaia_common.pb import types_pb2
 from gaia_master.node_view import resolvable
-from tests.integration.harness import LocalCluster, ROOT, wait_for
+from tests.integration.harness import FLAG_SERVER, LocalCluster, ROOT, wait_for
 from tests.integration.network_support import http_get_in, needs_netns, peer, teardown_network  # noqa: F401 (fixture)
 from tests.integration.test_migration import kill_node
 
 LEASE_TTL = 3      # the harness's node lease
-# Serves HTTP on 0.0.0.0:argv[2]: 200 while the file argv[1] exists, else 503 (its health check fails).
-FLAG_SERVER = (
-    "import http.server, os, sys\n"
-    "flag, port = sys.argv[1], int(sys.argv[2])\n"
-    "class H(http.server.BaseHTTPRequestHandler):\n"
-    "    def do_GET(self):\n"
-    "        self.send_response(200 if os.path.exists(flag) else 503); self.end_headers()\n"
-    "    def log_message(self, *a): pass\n"
-    "http.server.ThreadingHTTPServer(('0.0.0.0', port), H).serve_forever()\n")
-
 
 def sleeper(name: str, instances: int, per_node: int = 0) -> dict:
     return {"name": name, "instances": instances, "command": ["sleep", "3600"], "max_per_node": per_node,

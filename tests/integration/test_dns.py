@@ -21,23 +21,13 @@ from gaia_common.keys import Keys
 from gaia_common.mirror import PrefixMirror
 from gaia_common.pb import types_pb2
 from gaia_master.node_view import resolvable
-from tests.integration.harness import ROOT, LocalCluster, wait_for
+from tests.integration.harness import FLAG_SERVER, ROOT, LocalCluster, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("dig") is None,
                                 reason="dig is not installed (Debian: dnsutils; .ci/run installs it)")
 
 HOSTS = ("127.0.0.2", "127.0.0.3")
 LEASE_TTL = 3
-# Serves HTTP on 0.0.0.0:argv[2]: 200 while the file argv[1] exists, else 503.
-FLAG_SERVER = (
-    "import http.server, os, sys\n"
-    "flag, port = sys.argv[1], int(sys.argv[2])\n"
-    "class H(http.server.BaseHTTPRequestHandler):\n"
-    "    def do_GET(self):\n"
-    "        self.send_response(200 if os.path.exists(flag) else 503); self.end_headers()\n"
-    "    def log_message(self, *a): pass\n"
-    "http.server.ThreadingHTTPServer(('0.0.0.0', port), H).serve_forever()\n")
-
 
 # ---- a gaia dns process and dig ----
 
