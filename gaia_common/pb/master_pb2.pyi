@@ -380,3 +380,135 @@ class EndpointsUpdate(_message.Message):
     endpoints: _containers.RepeatedCompositeFieldContainer[_types_pb2.ServiceEndpoint]
     removed: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, revision: _Optional[int] = ..., full: _Optional[bool] = ..., endpoints: _Optional[_Iterable[_Union[_types_pb2.ServiceEndpoint, _Mapping]]] = ..., removed: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class WhoAmIRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WhoAmIResponse(_message.Message):
+    __slots__ = ("role", "name", "tenant", "attempt", "admin")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    name: str
+    tenant: str
+    attempt: int
+    admin: bool
+    def __init__(self, role: _Optional[str] = ..., name: _Optional[str] = ..., tenant: _Optional[str] = ..., attempt: _Optional[int] = ..., admin: _Optional[bool] = ...) -> None: ...
+
+class DeleteTenantRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListTenantsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListTenantsResponse(_message.Message):
+    __slots__ = ("tenants",)
+    TENANTS_FIELD_NUMBER: _ClassVar[int]
+    tenants: _containers.RepeatedCompositeFieldContainer[_types_pb2.Tenant]
+    def __init__(self, tenants: _Optional[_Iterable[_Union[_types_pb2.Tenant, _Mapping]]] = ...) -> None: ...
+
+class CreateUserRequest(_message.Message):
+    __slots__ = ("name", "tenant", "admin")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    tenant: str
+    admin: bool
+    def __init__(self, name: _Optional[str] = ..., tenant: _Optional[str] = ..., admin: _Optional[bool] = ...) -> None: ...
+
+class CreateUserResponse(_message.Message):
+    __slots__ = ("user", "token")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    user: _types_pb2.User
+    token: str
+    def __init__(self, user: _Optional[_Union[_types_pb2.User, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
+
+class DeleteUserRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListUsersRequest(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    def __init__(self, tenant: _Optional[str] = ...) -> None: ...
+
+class ListUsersResponse(_message.Message):
+    __slots__ = ("users",)
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    users: _containers.RepeatedCompositeFieldContainer[_types_pb2.User]
+    def __init__(self, users: _Optional[_Iterable[_Union[_types_pb2.User, _Mapping]]] = ...) -> None: ...
+
+class DeleteAclRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListAclRequest(_message.Message):
+    __slots__ = ("subject", "pool")
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    subject: str
+    pool: str
+    def __init__(self, subject: _Optional[str] = ..., pool: _Optional[str] = ...) -> None: ...
+
+class ListAclResponse(_message.Message):
+    __slots__ = ("policies",)
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
+    policies: _containers.RepeatedCompositeFieldContainer[_types_pb2.AclPolicy]
+    def __init__(self, policies: _Optional[_Iterable[_Union[_types_pb2.AclPolicy, _Mapping]]] = ...) -> None: ...
+
+class JoinTokenRequest(_message.Message):
+    __slots__ = ("ttl_seconds", "node_id")
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ttl_seconds: float
+    node_id: str
+    def __init__(self, ttl_seconds: _Optional[float] = ..., node_id: _Optional[str] = ...) -> None: ...
+
+class JoinToken(_message.Message):
+    __slots__ = ("token", "expires_unix")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_UNIX_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    expires_unix: float
+    def __init__(self, token: _Optional[str] = ..., expires_unix: _Optional[float] = ...) -> None: ...
+
+class JoinNodeRequest(_message.Message):
+    __slots__ = ("token", "node_id", "csr_pem", "addresses")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    CSR_PEM_FIELD_NUMBER: _ClassVar[int]
+    ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    node_id: str
+    csr_pem: bytes
+    addresses: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, token: _Optional[str] = ..., node_id: _Optional[str] = ..., csr_pem: _Optional[bytes] = ..., addresses: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class JoinNodeResponse(_message.Message):
+    __slots__ = ("cert_pem", "ca_pem", "etcd_user", "etcd_password", "etcd_endpoints")
+    CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    CA_PEM_FIELD_NUMBER: _ClassVar[int]
+    ETCD_USER_FIELD_NUMBER: _ClassVar[int]
+    ETCD_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    ETCD_ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    cert_pem: bytes
+    ca_pem: bytes
+    etcd_user: str
+    etcd_password: str
+    etcd_endpoints: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, cert_pem: _Optional[bytes] = ..., ca_pem: _Optional[bytes] = ..., etcd_user: _Optional[str] = ..., etcd_password: _Optional[str] = ..., etcd_endpoints: _Optional[_Iterable[str]] = ...) -> None: ...

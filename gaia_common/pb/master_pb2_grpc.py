@@ -185,6 +185,61 @@ class MasterStub:
                 request_serializer=master__pb2.AutoscaleRequest.SerializeToString,
                 response_deserializer=master__pb2.AppStatus.FromString,
                 _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/gaia.v1.Master/WhoAmI',
+                request_serializer=master__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=master__pb2.WhoAmIResponse.FromString,
+                _registered_method=True)
+        self.CreateTenant = channel.unary_unary(
+                '/gaia.v1.Master/CreateTenant',
+                request_serializer=types__pb2.Tenant.SerializeToString,
+                response_deserializer=types__pb2.Tenant.FromString,
+                _registered_method=True)
+        self.DeleteTenant = channel.unary_unary(
+                '/gaia.v1.Master/DeleteTenant',
+                request_serializer=master__pb2.DeleteTenantRequest.SerializeToString,
+                response_deserializer=types__pb2.Tenant.FromString,
+                _registered_method=True)
+        self.ListTenants = channel.unary_unary(
+                '/gaia.v1.Master/ListTenants',
+                request_serializer=master__pb2.ListTenantsRequest.SerializeToString,
+                response_deserializer=master__pb2.ListTenantsResponse.FromString,
+                _registered_method=True)
+        self.CreateUser = channel.unary_unary(
+                '/gaia.v1.Master/CreateUser',
+                request_serializer=master__pb2.CreateUserRequest.SerializeToString,
+                response_deserializer=master__pb2.CreateUserResponse.FromString,
+                _registered_method=True)
+        self.DeleteUser = channel.unary_unary(
+                '/gaia.v1.Master/DeleteUser',
+                request_serializer=master__pb2.DeleteUserRequest.SerializeToString,
+                response_deserializer=types__pb2.User.FromString,
+                _registered_method=True)
+        self.ListUsers = channel.unary_unary(
+                '/gaia.v1.Master/ListUsers',
+                request_serializer=master__pb2.ListUsersRequest.SerializeToString,
+                response_deserializer=master__pb2.ListUsersResponse.FromString,
+                _registered_method=True)
+        self.SetAcl = channel.unary_unary(
+                '/gaia.v1.Master/SetAcl',
+                request_serializer=types__pb2.AclPolicy.SerializeToString,
+                response_deserializer=types__pb2.AclPolicy.FromString,
+                _registered_method=True)
+        self.DeleteAcl = channel.unary_unary(
+                '/gaia.v1.Master/DeleteAcl',
+                request_serializer=master__pb2.DeleteAclRequest.SerializeToString,
+                response_deserializer=types__pb2.AclPolicy.FromString,
+                _registered_method=True)
+        self.ListAcl = channel.unary_unary(
+                '/gaia.v1.Master/ListAcl',
+                request_serializer=master__pb2.ListAclRequest.SerializeToString,
+                response_deserializer=master__pb2.ListAclResponse.FromString,
+                _registered_method=True)
+        self.CreateJoinToken = channel.unary_unary(
+                '/gaia.v1.Master/CreateJoinToken',
+                request_serializer=master__pb2.JoinTokenRequest.SerializeToString,
+                response_deserializer=master__pb2.JoinToken.FromString,
+                _registered_method=True)
 
 
 class MasterServicer:
@@ -381,6 +436,75 @@ class MasterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WhoAmI(self, request, context):
+        """Security (issue 8)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateTenant(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTenant(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTenants(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateUser(self, request, context):
+        """answers with a token, once
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUser(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAcl(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAcl(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAcl(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateJoinToken(self, request, context):
+        """for `gaia node join`
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MasterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -533,6 +657,61 @@ def add_MasterServicer_to_server(servicer, server):
                     servicer.AutoscaleApp,
                     request_deserializer=master__pb2.AutoscaleRequest.FromString,
                     response_serializer=master__pb2.AppStatus.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=master__pb2.WhoAmIRequest.FromString,
+                    response_serializer=master__pb2.WhoAmIResponse.SerializeToString,
+            ),
+            'CreateTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTenant,
+                    request_deserializer=types__pb2.Tenant.FromString,
+                    response_serializer=types__pb2.Tenant.SerializeToString,
+            ),
+            'DeleteTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTenant,
+                    request_deserializer=master__pb2.DeleteTenantRequest.FromString,
+                    response_serializer=types__pb2.Tenant.SerializeToString,
+            ),
+            'ListTenants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTenants,
+                    request_deserializer=master__pb2.ListTenantsRequest.FromString,
+                    response_serializer=master__pb2.ListTenantsResponse.SerializeToString,
+            ),
+            'CreateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateUser,
+                    request_deserializer=master__pb2.CreateUserRequest.FromString,
+                    response_serializer=master__pb2.CreateUserResponse.SerializeToString,
+            ),
+            'DeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUser,
+                    request_deserializer=master__pb2.DeleteUserRequest.FromString,
+                    response_serializer=types__pb2.User.SerializeToString,
+            ),
+            'ListUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsers,
+                    request_deserializer=master__pb2.ListUsersRequest.FromString,
+                    response_serializer=master__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'SetAcl': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAcl,
+                    request_deserializer=types__pb2.AclPolicy.FromString,
+                    response_serializer=types__pb2.AclPolicy.SerializeToString,
+            ),
+            'DeleteAcl': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAcl,
+                    request_deserializer=master__pb2.DeleteAclRequest.FromString,
+                    response_serializer=types__pb2.AclPolicy.SerializeToString,
+            ),
+            'ListAcl': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAcl,
+                    request_deserializer=master__pb2.ListAclRequest.FromString,
+                    response_serializer=master__pb2.ListAclResponse.SerializeToString,
+            ),
+            'CreateJoinToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateJoinToken,
+                    request_deserializer=master__pb2.JoinTokenRequest.FromString,
+                    response_serializer=master__pb2.JoinToken.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1345,6 +1524,381 @@ class Master:
             '/gaia.v1.Master/AutoscaleApp',
             master__pb2.AutoscaleRequest.SerializeToString,
             master__pb2.AppStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/WhoAmI',
+            master__pb2.WhoAmIRequest.SerializeToString,
+            master__pb2.WhoAmIResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/CreateTenant',
+            types__pb2.Tenant.SerializeToString,
+            types__pb2.Tenant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/DeleteTenant',
+            master__pb2.DeleteTenantRequest.SerializeToString,
+            types__pb2.Tenant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTenants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/ListTenants',
+            master__pb2.ListTenantsRequest.SerializeToString,
+            master__pb2.ListTenantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/CreateUser',
+            master__pb2.CreateUserRequest.SerializeToString,
+            master__pb2.CreateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/DeleteUser',
+            master__pb2.DeleteUserRequest.SerializeToString,
+            types__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/ListUsers',
+            master__pb2.ListUsersRequest.SerializeToString,
+            master__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAcl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/SetAcl',
+            types__pb2.AclPolicy.SerializeToString,
+            types__pb2.AclPolicy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAcl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/DeleteAcl',
+            master__pb2.DeleteAclRequest.SerializeToString,
+            types__pb2.AclPolicy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAcl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/ListAcl',
+            master__pb2.ListAclRequest.SerializeToString,
+            master__pb2.ListAclResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateJoinToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Master/CreateJoinToken',
+            master__pb2.JoinTokenRequest.SerializeToString,
+            master__pb2.JoinToken.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class EnrolStub:
+    """Served on the master's separate enrolment port (server-authenticated TLS only: a joining
+    node has no certificate yet). A bootstrap token is good for one join.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.JoinNode = channel.unary_unary(
+                '/gaia.v1.Enrol/JoinNode',
+                request_serializer=master__pb2.JoinNodeRequest.SerializeToString,
+                response_deserializer=master__pb2.JoinNodeResponse.FromString,
+                _registered_method=True)
+
+
+class EnrolServicer:
+    """Served on the master's separate enrolment port (server-authenticated TLS only: a joining
+    node has no certificate yet). A bootstrap token is good for one join.
+    """
+
+    def JoinNode(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_EnrolServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'JoinNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.JoinNode,
+                    request_deserializer=master__pb2.JoinNodeRequest.FromString,
+                    response_serializer=master__pb2.JoinNodeResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'gaia.v1.Enrol', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('gaia.v1.Enrol', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Enrol:
+    """Served on the master's separate enrolment port (server-authenticated TLS only: a joining
+    node has no certificate yet). A bootstrap token is good for one join.
+    """
+
+    @staticmethod
+    def JoinNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gaia.v1.Enrol/JoinNode',
+            master__pb2.JoinNodeRequest.SerializeToString,
+            master__pb2.JoinNodeResponse.FromString,
             options,
             channel_credentials,
             insecure,

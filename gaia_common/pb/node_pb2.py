@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from . import types_pb2 as types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nnode.proto\x12\x07gaia.v1\x1a\x0btypes.proto\"L\n\x15StartContainerRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x03\x12$\n\x04spec\x18\x02 \x01(\x0b\x32\x16.gaia.v1.ContainerSpec\"b\n\x14StopContainerRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x03\x12\x14\n\x0c\x63ontainer_id\x18\x02 \x01(\t\x12\x15\n\rgrace_seconds\x18\x03 \x01(\x01\x12\x0e\n\x06remove\x18\x04 \x01(\x08\"\x13\n\x11NodeStatusRequest\"\xf7\x01\n\nNodeReport\x12\x1f\n\x04info\x18\x01 \x01(\x0b\x32\x11.gaia.v1.NodeInfo\x12,\n\ncontainers\x18\x02 \x03(\x0b\x32\x18.gaia.v1.ContainerStatus\x12\x13\n\x0bknown_epoch\x18\x03 \x01(\x03\x12\x18\n\x10refused_commands\x18\x04 \x01(\x03\x12 \n\x04used\x18\x05 \x01(\x0b\x32\x12.gaia.v1.Resources\x12%\n\tallocated\x18\x06 \x01(\x0b\x32\x12.gaia.v1.Resources\x12\"\n\x06\x65vents\x18\x07 \x03(\x0b\x32\x12.gaia.v1.NodeEvent\"G\n\x0bLogsRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x12\n\ntail_bytes\x18\x03 \x01(\x03\x32\x8a\x02\n\x04Node\x12J\n\x0eStartContainer\x12\x1e.gaia.v1.StartContainerRequest\x1a\x18.gaia.v1.ContainerStatus\x12H\n\rStopContainer\x12\x1d.gaia.v1.StopContainerRequest\x1a\x18.gaia.v1.ContainerStatus\x12\x39\n\x06Status\x12\x1a.gaia.v1.NodeStatusRequest\x1a\x13.gaia.v1.NodeReport\x12\x31\n\x04Logs\x12\x14.gaia.v1.LogsRequest\x1a\x11.gaia.v1.LogChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nnode.proto\x12\x07gaia.v1\x1a\x0btypes.proto\"`\n\x15StartContainerRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x03\x12$\n\x04spec\x18\x02 \x01(\x0b\x32\x16.gaia.v1.ContainerSpec\x12\x12\n\nam_attempt\x18\x03 \x01(\x05\"\x86\x01\n\x14StopContainerRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x03\x12\x14\n\x0c\x63ontainer_id\x18\x02 \x01(\t\x12\x15\n\rgrace_seconds\x18\x03 \x01(\x01\x12\x0e\n\x06remove\x18\x04 \x01(\x08\x12\x0e\n\x06\x61pp_id\x18\x05 \x01(\t\x12\x12\n\nam_attempt\x18\x06 \x01(\x05\"\x13\n\x11NodeStatusRequest\"\xf7\x01\n\nNodeReport\x12\x1f\n\x04info\x18\x01 \x01(\x0b\x32\x11.gaia.v1.NodeInfo\x12,\n\ncontainers\x18\x02 \x03(\x0b\x32\x18.gaia.v1.ContainerStatus\x12\x13\n\x0bknown_epoch\x18\x03 \x01(\x03\x12\x18\n\x10refused_commands\x18\x04 \x01(\x03\x12 \n\x04used\x18\x05 \x01(\x0b\x32\x12.gaia.v1.Resources\x12%\n\tallocated\x18\x06 \x01(\x0b\x32\x12.gaia.v1.Resources\x12\"\n\x06\x65vents\x18\x07 \x03(\x0b\x32\x12.gaia.v1.NodeEvent\"G\n\x0bLogsRequest\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x12\n\ntail_bytes\x18\x03 \x01(\x03\x32\x8a\x02\n\x04Node\x12J\n\x0eStartContainer\x12\x1e.gaia.v1.StartContainerRequest\x1a\x18.gaia.v1.ContainerStatus\x12H\n\rStopContainer\x12\x1d.gaia.v1.StopContainerRequest\x1a\x18.gaia.v1.ContainerStatus\x12\x39\n\x06Status\x12\x1a.gaia.v1.NodeStatusRequest\x1a\x13.gaia.v1.NodeReport\x12\x31\n\x04Logs\x12\x14.gaia.v1.LogsRequest\x1a\x11.gaia.v1.LogChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,15 +33,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'node_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STARTCONTAINERREQUEST']._serialized_start=36
-  _globals['_STARTCONTAINERREQUEST']._serialized_end=112
-  _globals['_STOPCONTAINERREQUEST']._serialized_start=114
-  _globals['_STOPCONTAINERREQUEST']._serialized_end=212
-  _globals['_NODESTATUSREQUEST']._serialized_start=214
-  _globals['_NODESTATUSREQUEST']._serialized_end=233
-  _globals['_NODEREPORT']._serialized_start=236
-  _globals['_NODEREPORT']._serialized_end=483
-  _globals['_LOGSREQUEST']._serialized_start=485
-  _globals['_LOGSREQUEST']._serialized_end=556
-  _globals['_NODE']._serialized_start=559
-  _globals['_NODE']._serialized_end=825
+  _globals['_STARTCONTAINERREQUEST']._serialized_end=132
+  _globals['_STOPCONTAINERREQUEST']._serialized_start=135
+  _globals['_STOPCONTAINERREQUEST']._serialized_end=269
+  _globals['_NODESTATUSREQUEST']._serialized_start=271
+  _globals['_NODESTATUSREQUEST']._serialized_end=290
+  _globals['_NODEREPORT']._serialized_start=293
+  _globals['_NODEREPORT']._serialized_end=540
+  _globals['_LOGSREQUEST']._serialized_start=542
+  _globals['_LOGSREQUEST']._serialized_end=613
+  _globals['_NODE']._serialized_start=616
+  _globals['_NODE']._serialized_end=882
 # @@protoc_insertion_point(module_scope)

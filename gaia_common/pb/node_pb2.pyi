@@ -8,24 +8,30 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class StartContainerRequest(_message.Message):
-    __slots__ = ("epoch", "spec")
+    __slots__ = ("epoch", "spec", "am_attempt")
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    AM_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     spec: _types_pb2.ContainerSpec
-    def __init__(self, epoch: _Optional[int] = ..., spec: _Optional[_Union[_types_pb2.ContainerSpec, _Mapping]] = ...) -> None: ...
+    am_attempt: int
+    def __init__(self, epoch: _Optional[int] = ..., spec: _Optional[_Union[_types_pb2.ContainerSpec, _Mapping]] = ..., am_attempt: _Optional[int] = ...) -> None: ...
 
 class StopContainerRequest(_message.Message):
-    __slots__ = ("epoch", "container_id", "grace_seconds", "remove")
+    __slots__ = ("epoch", "container_id", "grace_seconds", "remove", "app_id", "am_attempt")
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
     GRACE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     REMOVE_FIELD_NUMBER: _ClassVar[int]
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    AM_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     container_id: str
     grace_seconds: float
     remove: bool
-    def __init__(self, epoch: _Optional[int] = ..., container_id: _Optional[str] = ..., grace_seconds: _Optional[float] = ..., remove: _Optional[bool] = ...) -> None: ...
+    app_id: str
+    am_attempt: int
+    def __init__(self, epoch: _Optional[int] = ..., container_id: _Optional[str] = ..., grace_seconds: _Optional[float] = ..., remove: _Optional[bool] = ..., app_id: _Optional[str] = ..., am_attempt: _Optional[int] = ...) -> None: ...
 
 class NodeStatusRequest(_message.Message):
     __slots__ = ()

@@ -89,7 +89,7 @@ class Port(_message.Message):
     def __init__(self, name: _Optional[str] = ..., container_port: _Optional[int] = ..., protocol: _Optional[str] = ...) -> None: ...
 
 class AppSpec(_message.Message):
-    __slots__ = ("name", "pool", "priority", "instances", "kind", "driver", "command", "image", "env", "resources", "ports", "retry_times", "migrate_times", "workdir", "network", "gang", "constraints", "gpu_model", "max_per_node", "spread_by", "max_per_domain", "health_check", "autoscale", "update", "am_attempts", "on_partition")
+    __slots__ = ("name", "pool", "priority", "instances", "kind", "driver", "command", "image", "env", "resources", "ports", "retry_times", "migrate_times", "workdir", "network", "gang", "constraints", "gpu_model", "max_per_node", "spread_by", "max_per_domain", "health_check", "autoscale", "update", "am_attempts", "on_partition", "private", "volumes", "devices", "privileged", "gpu_mode")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +123,11 @@ class AppSpec(_message.Message):
     UPDATE_FIELD_NUMBER: _ClassVar[int]
     AM_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     ON_PARTITION_FIELD_NUMBER: _ClassVar[int]
+    PRIVATE_FIELD_NUMBER: _ClassVar[int]
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    PRIVILEGED_FIELD_NUMBER: _ClassVar[int]
+    GPU_MODE_FIELD_NUMBER: _ClassVar[int]
     name: str
     pool: str
     priority: int
@@ -149,7 +154,22 @@ class AppSpec(_message.Message):
     update: UpdatePolicy
     am_attempts: int
     on_partition: str
-    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., priority: _Optional[int] = ..., instances: _Optional[int] = ..., kind: _Optional[_Union[AppKind, str]] = ..., driver: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., retry_times: _Optional[int] = ..., migrate_times: _Optional[int] = ..., workdir: _Optional[str] = ..., network: _Optional[str] = ..., gang: _Optional[int] = ..., constraints: _Optional[_Iterable[_Union[Constraint, _Mapping]]] = ..., gpu_model: _Optional[str] = ..., max_per_node: _Optional[int] = ..., spread_by: _Optional[str] = ..., max_per_domain: _Optional[int] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., autoscale: _Optional[_Union[Autoscale, _Mapping]] = ..., update: _Optional[_Union[UpdatePolicy, _Mapping]] = ..., am_attempts: _Optional[int] = ..., on_partition: _Optional[str] = ...) -> None: ...
+    private: bool
+    volumes: _containers.RepeatedCompositeFieldContainer[Volume]
+    devices: _containers.RepeatedScalarFieldContainer[str]
+    privileged: bool
+    gpu_mode: str
+    def __init__(self, name: _Optional[str] = ..., pool: _Optional[str] = ..., priority: _Optional[int] = ..., instances: _Optional[int] = ..., kind: _Optional[_Union[AppKind, str]] = ..., driver: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., retry_times: _Optional[int] = ..., migrate_times: _Optional[int] = ..., workdir: _Optional[str] = ..., network: _Optional[str] = ..., gang: _Optional[int] = ..., constraints: _Optional[_Iterable[_Union[Constraint, _Mapping]]] = ..., gpu_model: _Optional[str] = ..., max_per_node: _Optional[int] = ..., spread_by: _Optional[str] = ..., max_per_domain: _Optional[int] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., autoscale: _Optional[_Union[Autoscale, _Mapping]] = ..., update: _Optional[_Union[UpdatePolicy, _Mapping]] = ..., am_attempts: _Optional[int] = ..., on_partition: _Optional[str] = ..., private: _Optional[bool] = ..., volumes: _Optional[_Iterable[_Union[Volume, _Mapping]]] = ..., devices: _Optional[_Iterable[str]] = ..., privileged: _Optional[bool] = ..., gpu_mode: _Optional[str] = ...) -> None: ...
+
+class Volume(_message.Message):
+    __slots__ = ("host_path", "container_path", "read_only")
+    HOST_PATH_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_PATH_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    host_path: str
+    container_path: str
+    read_only: bool
+    def __init__(self, host_path: _Optional[str] = ..., container_path: _Optional[str] = ..., read_only: _Optional[bool] = ...) -> None: ...
 
 class HealthCheck(_message.Message):
     __slots__ = ("kind", "port", "path", "command", "interval_seconds", "timeout_seconds", "failure_threshold", "initial_delay_seconds")
@@ -244,7 +264,7 @@ class Constraint(_message.Message):
     def __init__(self, label: _Optional[str] = ..., op: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Pool(_message.Message):
-    __slots__ = ("path", "weight", "min", "max", "gpu_models", "max_gpus", "epoch", "updated_unix_ms")
+    __slots__ = ("path", "weight", "min", "max", "gpu_models", "max_gpus", "epoch", "updated_unix_ms", "tenant")
     PATH_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
     MIN_FIELD_NUMBER: _ClassVar[int]
@@ -253,6 +273,7 @@ class Pool(_message.Message):
     MAX_GPUS_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     UPDATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     path: str
     weight: float
     min: Resources
@@ -261,7 +282,8 @@ class Pool(_message.Message):
     max_gpus: int
     epoch: int
     updated_unix_ms: int
-    def __init__(self, path: _Optional[str] = ..., weight: _Optional[float] = ..., min: _Optional[_Union[Resources, _Mapping]] = ..., max: _Optional[_Union[Resources, _Mapping]] = ..., gpu_models: _Optional[_Iterable[str]] = ..., max_gpus: _Optional[int] = ..., epoch: _Optional[int] = ..., updated_unix_ms: _Optional[int] = ...) -> None: ...
+    tenant: str
+    def __init__(self, path: _Optional[str] = ..., weight: _Optional[float] = ..., min: _Optional[_Union[Resources, _Mapping]] = ..., max: _Optional[_Union[Resources, _Mapping]] = ..., gpu_models: _Optional[_Iterable[str]] = ..., max_gpus: _Optional[int] = ..., epoch: _Optional[int] = ..., updated_unix_ms: _Optional[int] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class AppRecord(_message.Message):
     __slots__ = ("app_id", "spec", "state", "message", "am_attempt", "created_unix_ms", "epoch", "idempotency_key", "next_instance", "version", "versions", "rollout", "previous_version", "remove_instances", "next_event")
@@ -341,7 +363,7 @@ class Allocation(_message.Message):
     def __init__(self, app_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., node_id: _Optional[str] = ..., node_address: _Optional[str] = ..., request: _Optional[_Union[Resources, _Mapping]] = ..., is_am: _Optional[bool] = ..., epoch: _Optional[int] = ..., attempt: _Optional[int] = ..., gpu_indices: _Optional[_Iterable[int]] = ..., version: _Optional[int] = ..., stopped: _Optional[bool] = ..., restart_from: _Optional[int] = ..., migrations: _Optional[int] = ..., from_node_id: _Optional[str] = ..., from_node_address: _Optional[str] = ..., charged: _Optional[int] = ...) -> None: ...
 
 class ContainerSpec(_message.Message):
-    __slots__ = ("container_id", "app_id", "app_name", "instance_id", "driver", "command", "image", "env", "resources", "ports", "host_network", "workdir", "cluster", "is_am", "priority", "namespaces", "version", "health_check", "stop_on_partition")
+    __slots__ = ("container_id", "app_id", "app_name", "instance_id", "driver", "command", "image", "env", "resources", "ports", "host_network", "workdir", "cluster", "is_am", "priority", "namespaces", "version", "health_check", "stop_on_partition", "volumes", "devices", "privileged", "private", "gpu_indices", "gpu_mode", "tls")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -368,6 +390,13 @@ class ContainerSpec(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     HEALTH_CHECK_FIELD_NUMBER: _ClassVar[int]
     STOP_ON_PARTITION_FIELD_NUMBER: _ClassVar[int]
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    PRIVILEGED_FIELD_NUMBER: _ClassVar[int]
+    PRIVATE_FIELD_NUMBER: _ClassVar[int]
+    GPU_INDICES_FIELD_NUMBER: _ClassVar[int]
+    GPU_MODE_FIELD_NUMBER: _ClassVar[int]
+    TLS_FIELD_NUMBER: _ClassVar[int]
     container_id: str
     app_id: str
     app_name: str
@@ -387,7 +416,24 @@ class ContainerSpec(_message.Message):
     version: int
     health_check: HealthCheck
     stop_on_partition: bool
-    def __init__(self, container_id: _Optional[str] = ..., app_id: _Optional[str] = ..., app_name: _Optional[str] = ..., instance_id: _Optional[str] = ..., driver: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., host_network: _Optional[bool] = ..., workdir: _Optional[str] = ..., cluster: _Optional[str] = ..., is_am: _Optional[bool] = ..., priority: _Optional[int] = ..., namespaces: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., stop_on_partition: _Optional[bool] = ...) -> None: ...
+    volumes: _containers.RepeatedCompositeFieldContainer[Volume]
+    devices: _containers.RepeatedScalarFieldContainer[str]
+    privileged: bool
+    private: bool
+    gpu_indices: _containers.RepeatedScalarFieldContainer[int]
+    gpu_mode: str
+    tls: TlsBundle
+    def __init__(self, container_id: _Optional[str] = ..., app_id: _Optional[str] = ..., app_name: _Optional[str] = ..., instance_id: _Optional[str] = ..., driver: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., host_network: _Optional[bool] = ..., workdir: _Optional[str] = ..., cluster: _Optional[str] = ..., is_am: _Optional[bool] = ..., priority: _Optional[int] = ..., namespaces: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., stop_on_partition: _Optional[bool] = ..., volumes: _Optional[_Iterable[_Union[Volume, _Mapping]]] = ..., devices: _Optional[_Iterable[str]] = ..., privileged: _Optional[bool] = ..., private: _Optional[bool] = ..., gpu_indices: _Optional[_Iterable[int]] = ..., gpu_mode: _Optional[str] = ..., tls: _Optional[_Union[TlsBundle, _Mapping]] = ...) -> None: ...
+
+class TlsBundle(_message.Message):
+    __slots__ = ("ca_pem", "cert_pem", "key_pem")
+    CA_PEM_FIELD_NUMBER: _ClassVar[int]
+    CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    KEY_PEM_FIELD_NUMBER: _ClassVar[int]
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+    def __init__(self, ca_pem: _Optional[bytes] = ..., cert_pem: _Optional[bytes] = ..., key_pem: _Optional[bytes] = ...) -> None: ...
 
 class ContainerStatus(_message.Message):
     __slots__ = ("container_id", "app_id", "instance_id", "node_id", "state", "pid", "started_at", "exit_code", "host_ip", "host_ports", "message", "finished_at", "app_name", "platform_reason", "usage", "container_ip", "version", "health")
@@ -459,7 +505,7 @@ class LogChunk(_message.Message):
     def __init__(self, stream: _Optional[str] = ..., data: _Optional[bytes] = ..., container_id: _Optional[str] = ...) -> None: ...
 
 class ServiceEndpoint(_message.Message):
-    __slots__ = ("app", "instance_id", "host", "ports", "node_id", "container_id", "health")
+    __slots__ = ("app", "instance_id", "host", "ports", "node_id", "container_id", "health", "private")
     class PortsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -474,6 +520,7 @@ class ServiceEndpoint(_message.Message):
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
     HEALTH_FIELD_NUMBER: _ClassVar[int]
+    PRIVATE_FIELD_NUMBER: _ClassVar[int]
     app: str
     instance_id: str
     host: str
@@ -481,7 +528,8 @@ class ServiceEndpoint(_message.Message):
     node_id: str
     container_id: str
     health: str
-    def __init__(self, app: _Optional[str] = ..., instance_id: _Optional[str] = ..., host: _Optional[str] = ..., ports: _Optional[_Mapping[str, int]] = ..., node_id: _Optional[str] = ..., container_id: _Optional[str] = ..., health: _Optional[str] = ...) -> None: ...
+    private: bool
+    def __init__(self, app: _Optional[str] = ..., instance_id: _Optional[str] = ..., host: _Optional[str] = ..., ports: _Optional[_Mapping[str, int]] = ..., node_id: _Optional[str] = ..., container_id: _Optional[str] = ..., health: _Optional[str] = ..., private: _Optional[bool] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
     __slots__ = ("node_id", "address", "host_ip", "capacity", "labels", "registered_at", "version", "drivers", "gpu_sharing", "gpus")
@@ -541,3 +589,39 @@ class MasterInfo(_message.Message):
     epoch: int
     leader: bool
     def __init__(self, id: _Optional[str] = ..., address: _Optional[str] = ..., started_at: _Optional[float] = ..., epoch: _Optional[int] = ..., leader: _Optional[bool] = ...) -> None: ...
+
+class Tenant(_message.Message):
+    __slots__ = ("name", "description", "created_unix_ms")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    created_unix_ms: int
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., created_unix_ms: _Optional[int] = ...) -> None: ...
+
+class User(_message.Message):
+    __slots__ = ("name", "tenant", "admin", "token_sha256", "created_unix_ms")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_SHA256_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    tenant: str
+    admin: bool
+    token_sha256: str
+    created_unix_ms: int
+    def __init__(self, name: _Optional[str] = ..., tenant: _Optional[str] = ..., admin: _Optional[bool] = ..., token_sha256: _Optional[str] = ..., created_unix_ms: _Optional[int] = ...) -> None: ...
+
+class AclPolicy(_message.Message):
+    __slots__ = ("id", "subject", "pool", "capabilities")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    subject: str
+    pool: str
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., subject: _Optional[str] = ..., pool: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -126,7 +126,7 @@ def test_resolve(fake_master):
                                   node_id="n1")])
     doc = json.loads(run("resolve", "hello", "-o", "json"))
     assert set(doc) == {"endpoints"}
-    assert set(doc["endpoints"][0]) == {"app", "instance_id", "host", "ports", "node_id", "container_id", "health"}
+    assert set(doc["endpoints"][0]) == {"app", "instance_id", "host", "ports", "node_id", "container_id", "health", "private"}
     assert fake_master.calls[-1] == ("Resolve", master_pb2.ResolveRequest(app="hello"))
 
     lines = run("resolve", "hello/http").splitlines()
