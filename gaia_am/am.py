@@ -34,7 +34,7 @@ class ApplicationMaster:
         self.app_id = app_id
         self.attempt = attempt
         self.interval = interval
-        self.nodes = Nodes()
+        self.nodes = Nodes(app_id, attempt)   # every node command carries the attempt (fencing)
         self._asked = {}    # container_id -> monotonic time we asked a node to start it
         # (instance_id, node_id) -> monotonic time we last asked that node to start one of its
         # containers (per node: an instance moved elsewhere starts there at once)

@@ -4,7 +4,7 @@ import threading
 
 import grpc
 
-from gaia_common import rpc
+from gaia_common import faults, rpc
 from gaia_common.pb import node_pb2, node_pb2_grpc, types_pb2
 
 COMMAND_DEADLINE = 15.0
@@ -50,11 +50,17 @@ def container_spec(record: types_pb2.AppRecord, instance_id, counter: int,
     out.env.update(spec.env)
     if gpu_indices:
         out.env["CUDA_VISIBLE_DEVICES"] = ",".join(str(int(i)) for i in gpu_indices)
+        out.gpu_indices.extend(int(i) for i in gpu_indices)   # the node gives it these devices
+    out.gpu_mode = spec.gpu_mode
     out.resources.CopyFrom(spec.resources)
     out.ports.extend(spec.ports)
     if spec.health_check.kind:
         out.health_check.CopyFrom(spec.health_check)
     out.stop_on_partition = stop_on_partition(spec)
+    out.private = spec.private        # the node marks its service entry: no DNS, own tenant only
+    out.volumes.extend(spec.volumes)  # host access the master allowed; the node checks it again
+    out.devices.extend(spec.devices)
+    out.privileged = spec.privileged
     return out
 
 
@@ -67,9 +73,12 @@ def stop_on_partition(spec: types_pb2.AppSpec) -> bool:
 
 
 class Nodes:
-    """The AM's calls to node managers; each carries the leader's current epoch."""
+    """The AM's calls to node managers; each carries the leader's current epoch and this AM's
+    app and attempt, so a node refuses them once a newer attempt leads the app."""
 
-    def __init__(self):
+    def __init__(self, app_id: str = "", attempt: int = 0):
+        self.app_id = app_id
+        self.attempt = attempt
         self._channels = {}
         self._lock = threading.Lock()
         # starts go out in parallel: a lost node's thousand instances must not start one by one
@@ -94,11 +103,14 @@ class Nodes:
         self._starts.submit(go)
 
     def start(self, address: str, epoch: int, spec) -> types_pb2.ContainerStatus:
-        request = node_pb2.StartContainerRequest(epoch=epoch, spec=spec)
+        request = node_pb2.StartContainerRequest(epoch=epoch, spec=spec, am_attempt=self.attempt)
+        faults.point("am.start_container")
         return self._stub(address).StartContainer(request, timeout=COMMAND_DEADLINE)
 
     def stop(self, address: str, epoch: int, cid: str, remove: bool = True):
-        request = node_pb2.StopContainerRequest(epoch=epoch, container_id=cid, grace_seconds=5, remove=remove)
+        request = node_pb2.StopContainerRequest(epoch=epoch, container_id=cid, grace_seconds=5, remove=remove,
+                                                app_id=self.app_id, am_attempt=self.attempt)
+        faults.point("am.stop_container")
         try:
             return self._stub(address).StopContainer(request, timeout=COMMAND_DEADLINE)
         except grpc.RpcError as e:

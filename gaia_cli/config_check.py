@@ -32,6 +32,13 @@ def check(cfg) -> None:
         except (ValueError, TypeError) as e:   # ConfigError too: the node's parsers name the field
             message = str(e) if str(e).startswith(field.name) else f"{field.name}: {e}"
             raise ConfigError(f"{message} (got {value!r})") from None
+    if bool(getattr(cfg, "etcd_user", "")) != bool(getattr(cfg, "etcd_password_file", "")):
+        raise ConfigError("etcd_password_file: etcd_user and etcd_password_file go together")
+    if isinstance(cfg, MasterConfig) and cfg.ca_key and not cfg.tls:
+        raise ConfigError("ca_key: signs AM certificates, so it needs tls (the CA certificate in tls.ca)")
+    if isinstance(cfg, MasterConfig) and cfg.join_listen and not (cfg.tls and cfg.ca_key):
+        raise ConfigError("join_listen: enrolment needs tls and ca_key (the master signs the joining "
+                          "node's certificate and serves the port over TLS)")
     if isinstance(cfg, NodeConfig):
         _node_relations(cfg)
 
@@ -123,6 +130,32 @@ def _size(optional: bool = False):
     return rule
 
 
+def _etcd_tls(value):
+    """None, or {ca, cert, key} paths (cert and key together: etcd's client-cert-auth)."""
+    if value is None:
+        return
+    _type(value, dict)
+    unknown = set(value) - {"ca", "cert", "key"}
+    if unknown:
+        raise ValueError(f"unknown key {sorted(unknown)[0]!r} (known: ca, cert, key)")
+    for key, path in value.items():
+        if not isinstance(path, str) or not path:
+            raise ValueError(f"{key}: must be a file path")
+    if ("cert" in value) != ("key" in value):
+        raise ValueError("cert and key go together")
+
+
+def _tls(value):
+    """None, or {ca, cert, key}: all three (a daemon serves with its own certificate). Whether
+    the files can be read is checked where they are used (the daemon's own host)."""
+    if value is None:
+        return
+    from gaia_common.security.tls import TlsFiles   # grpc + cryptography: only when it is set
+    files = TlsFiles.from_config(value, check_files=False)   # names the sub-field it rejects
+    if files is not None and not files.cert:
+        raise ValueError("tls.cert: a daemon serves with its own certificate and key")
+
+
 # ---- master ----
 
 def _am_resources(value):
@@ -196,12 +229,20 @@ def _gpus(value):
     gpus.declared(value)
 
 
+def _host_path_allow(value):
+    from gaia_common.spec import check_allow_list
+    check_allow_list(value)
+
+
 COMMON = {
     "cluster": _cluster, "etcd": _etcd, "listen": _address(), "advertise": _address(optional=True, port_zero=False),
     "id": _id, "lease_ttl": _number(int, 1), "metrics_listen": _address(optional=True),
     "log_format": _choice(*logctx.FORMATS),
+    "etcd_user": _of_type(str), "etcd_password_file": _of_type(str), "etcd_tls": _etcd_tls,
+    "tls": _tls, "host_path_allow": _host_path_allow,
 }
-MASTER = {"am_attempts": _number(int, 1), "am_resources": _am_resources}
+MASTER = {"am_attempts": _number(int, 1), "am_resources": _am_resources,
+          "join_listen": _address(optional=True), "ca_key": _of_type(str)}
 NODE = {
     "host_ip": _host_ip, "state_dir": _nonempty, "cgroup_root": _nonempty, "cgroup_parent": _nonempty,
     "partition_grace": _number(float, 0), "labels": _labels, "capacity": _capacity, "port_range": _port_range,

@@ -4,6 +4,10 @@ Everything lives in $GAIA_DEV_HOME/<name>/ (default ~/.gaia/dev/<name>/): the da
 files, logs/, the nodes' state, etcd's data, and state.json, which records every process (pid
 and start time) so that `gaia dev down` can stop them from another shell. The cluster is
 registered in the client config under its name, with its etcd endpoint.
+
+TLS is on by default: a CA made for the cluster (tls/ca.crt, ca.key), a certificate for each
+master and node, and one for the user `admin` (the cluster's bootstrap admin) that the client
+config entry names, so the CLI speaks mutual TLS to the masters as every daemon does.
 """
 import os
 import pathlib
@@ -24,6 +28,8 @@ from gaia_cli import procs
 from gaia_cli.errors import EXIT_BAD_REQUEST, CliError
 
 DEFAULT_NAME = "dev"
+ADMIN_USER = "admin"                  # the bootstrap admin every leader makes (gaia_master/tenancy.py)
+LOCAL_HOSTS = ("127.0.0.1", "localhost")   # what every dev daemon's certificate names: all serve here
 PORT_RANGE = (20000, 32767)           # split between the nodes: they share one host
 TOKEN_ENV = "GAIA_DEV_TOKEN"          # marks every process a dev cluster starts, for `down`
 _REPO_ROOT = str(pathlib.Path(__file__).resolve().parent.parent)
@@ -35,6 +41,31 @@ def dev_home() -> pathlib.Path:
 
 def node_id(i: int) -> str:
     return f"dev-node-{i}"
+
+
+def master_id(i: int) -> str:
+    return f"dev-master-{i}"
+
+
+def make_pki(directory: pathlib.Path, cluster: str, masters: list, nodes: list, users=(ADMIN_USER,)) -> dict:
+    """A new CA for `cluster` under `directory` and certificates for the given master ids, node
+    ids and users (<role>-<id>.crt/.key). Returns {"ca", "ca_key", "<role>:<id>": {ca, cert, key}}."""
+    from gaia_common.security.identity import Identity    # cryptography: only when TLS is wanted
+    from gaia_common.security.pki import CA_CERT, CA_KEY, CertificateAuthority
+    ca = CertificateAuthority.create(directory, cluster)
+    files = {"ca": str(directory / CA_CERT), "ca_key": str(directory / CA_KEY)}
+    wanted = [("master", m) for m in masters] + [("node", n) for n in nodes] + [("user", u) for u in users]
+    for role, name in wanted:
+        hosts = LOCAL_HOSTS if role != "user" else ()
+        cert, key = _issue_to(ca, Identity(role, name, cluster), hosts, directory, f"{role}-{name}")
+        files[f"{role}:{name}"] = {"ca": files["ca"], "cert": cert, "key": key}
+    return files
+
+
+def _issue_to(ca, identity, hosts, directory, stem) -> tuple:
+    """Issue into <directory>/<stem>.crt and .key; return the two paths."""
+    ca.issue(identity, hosts=hosts, directory=directory, stem=stem)
+    return str(directory / f"{stem}.crt"), str(directory / f"{stem}.key")
 
 
 class DevCluster:
@@ -81,18 +112,22 @@ class DevCluster:
             raise CliError(f"dev cluster {self.name!r} is already up ({self.state_path}); "
                            f"stop it with `gaia dev down --name {self.name}`", EXIT_BAD_REQUEST)
 
-    def start(self, masters: int, nodes: int, lease_ttl: int = None, timeout: float = 60.0):
+    def start(self, masters: int, nodes: int, lease_ttl: int = None, timeout: float = 60.0, tls: bool = True):
         """Start etcd, the masters and then the nodes, each recorded as it starts so `down` can
         always clean up. Call ensure_not_running first, and wait_ready after.
 
         The nodes start once a leader answers, as a real cluster comes up: every master has
         loaded its view of the nodes by then and follows them from there.
-        `lease_ttl`: the masters' (default: theirs)."""
+        `lease_ttl`: the masters' (default: theirs). `tls`: mutual TLS everywhere (a new CA)."""
         if self.state:
             self.stop()  # a stale record: sweep whatever it left behind (containers) first
         self._fresh_dirs()
         self.state = {"name": self.name, "etcd": "", "masters": masters, "nodes": nodes,
                       "cgroup_parent": self.cgroup_parent, "token": uuid.uuid4().hex, "processes": []}
+        pki = make_pki(self.dir / "tls", self.name, [master_id(i) for i in range(1, masters + 1)],
+                       [node_id(i) for i in range(1, nodes + 1)]) if tls else {}
+        if pki:
+            self.state["tls"] = pki[f"user:{ADMIN_USER}"]    # what the CLI presents
         self._save()
         etcd = EtcdServer(data_dir=str(self.dir / "etcd"), name=f"gaia-{self.name}",
                           log_path=str(self.logs / "etcd.log"))
@@ -109,7 +144,9 @@ class DevCluster:
         self._register_client_config()
         for i in range(1, masters + 1):
             settings = {"cluster": self.name, "etcd": [self.endpoint], "listen": "127.0.0.1:0",
-                        "id": f"dev-master-{i}"}
+                        "id": master_id(i)}
+            if pki:
+                settings.update(tls=pki[f"master:{master_id(i)}"], ca_key=pki["ca_key"])
             if lease_ttl:
                 settings["lease_ttl"] = lease_ttl
             self._write_config(f"master-{i}", settings)
@@ -118,15 +155,17 @@ class DevCluster:
         span = (PORT_RANGE[1] - PORT_RANGE[0] + 1) // max(nodes, 1)
         for i in range(1, nodes + 1):
             low = PORT_RANGE[0] + (i - 1) * span
-            self._write_config(f"node-{i}", {
-                "cluster": self.name, "etcd": [self.endpoint], "listen": "127.0.0.1:0",
-                "id": node_id(i), "state_dir": str(self.dir / "nodes" / node_id(i)),
-                "cgroup_parent": self.cgroup_parent, "port_range": [low, low + span - 1]})
+            settings = {"cluster": self.name, "etcd": [self.endpoint], "listen": "127.0.0.1:0",
+                        "id": node_id(i), "state_dir": str(self.dir / "nodes" / node_id(i)),
+                        "cgroup_parent": self.cgroup_parent, "port_range": [low, low + span - 1]}
+            if pki:
+                settings["tls"] = pki[f"node:{node_id(i)}"]
+            self._write_config(f"node-{i}", settings)
             self._spawn("node", f"node-{i}", node_id(i))
 
     def _fresh_dirs(self):
         """A dev cluster starts empty: last run's etcd data and node state would describe ghosts."""
-        for old in (self.dir / "etcd", self.dir / "nodes", self.logs):
+        for old in (self.dir / "etcd", self.dir / "nodes", self.logs, self.dir / "tls"):
             shutil.rmtree(old, ignore_errors=True)
         self.logs.mkdir(parents=True, exist_ok=True)
 
@@ -169,9 +208,19 @@ class DevCluster:
         records.remove(old)
         self._spawn("master", old["label"], master_id)
 
+    def _entry(self) -> dict:
+        entry = {"etcd": [self.endpoint]}
+        if self.state.get("tls"):
+            entry["tls"] = dict(self.state["tls"])
+        return entry
+
+    def client(self, **kwargs) -> MasterClient:
+        """A client of this cluster as the CLI makes it (the admin's certificate when TLS is on)."""
+        return MasterClient(self.name, etcd_endpoints=[self.endpoint], tls=self.state.get("tls"), **kwargs)
+
     def _register_client_config(self):
         doc = config.load_client_config()
-        doc["clusters"][self.name] = {"etcd": [self.endpoint]}
+        doc["clusters"][self.name] = self._entry()
         if not doc["current"]:
             doc["current"] = self.name
         config.save_client_config(doc)
@@ -179,7 +228,7 @@ class DevCluster:
     def wait_ready(self, timeout: float = 60.0):
         """Until every master campaigns, one leads, and it lists every node started so far alive."""
         want_nodes = {r["id"] for r in self.state["processes"] if r["role"] == "node"}
-        client = MasterClient(self.name, etcd_endpoints=[self.endpoint], retry_for=0.5, deadline=2.0)
+        client = self.client(retry_for=0.5, deadline=2.0)
         deadline = time.monotonic() + timeout
         waiting_for = "the masters"
         try:
@@ -252,7 +301,7 @@ class DevCluster:
     def forget(self):
         """Remove state.json and the client config's entry for this cluster (if still ours)."""
         doc = config.load_client_config()
-        if self.endpoint and doc["clusters"].get(self.name) == {"etcd": [self.endpoint]}:
+        if self.endpoint and doc["clusters"].get(self.name) == self._entry():
             del doc["clusters"][self.name]
             if doc["current"] == self.name:
                 doc["current"] = ""

@@ -15,6 +15,9 @@ from gaia_cli.commands import rollout
 from gaia_cli.commands import events
 from gaia_cli.commands import lab
 from gaia_cli.commands import dns
+from gaia_cli.commands import ca, enrol
+from gaia_cli.commands import node_gpus
+from gaia_cli.commands import tenant
 from gaia_cli.context import Context
 from gaia_cli.errors import translate
 
@@ -38,11 +41,28 @@ COMMANDS = [
     ("nodes", nodes.list_nodes),
     ("node show", nodes.show),
     ("node drain", nodes.drain),
+    ("node token create", enrol.token_create),
+    ("node join", enrol.join),
+    ("etcd setup", enrol.etcd_setup),
+    ("ca init", ca.init),
+    ("ca issue", ca.issue),
+    ("node gpus", node_gpus.gpus),
     ("masters", masters.masters),
     ("pool create", pool.create),
     ("pool update", pool.update),
     ("pool delete", pool.delete),
     ("pool list", pool.list_pools),
+    # who may do what: tenants, users, ACL policies
+    ("tenant create", tenant.tenant_create),
+    ("tenant delete", tenant.tenant_delete),
+    ("tenant list", tenant.tenant_list),
+    ("user create", tenant.user_create),
+    ("user delete", tenant.user_delete),
+    ("user list", tenant.user_list),
+    ("acl set", tenant.acl_set),
+    ("acl delete", tenant.acl_delete),
+    ("acl list", tenant.acl_list),
+    ("whoami", tenant.whoami),
     # client config: cluster names
     ("cluster add", cluster.add),
     ("cluster list", cluster.list_clusters),
@@ -67,16 +87,24 @@ COMMANDS = [
     ("bench scheduler", bench.scheduler),
     ("bench recovery", bench.recovery),
     ("bench dns", bench.dns),
+    ("bench vcuda", bench.vcuda),
+    ("bench tls", bench.tls),
 ]
 
 GROUP_HELP = {
-    "node": "One node: show it, or run a node manager.",
+    "node": "One node: show it, its GPUs, drain it, or run a node manager.",
     "master": "Run a master replica.",
     "instance": "Control chosen instances of an application: stop, start, restart, delete.",
     "pool": "Resource pools: a tree by path (ads/ranking/online) with weights and quotas.",
+    "tenant": "Tenants: the owners of pool subtrees (cluster admins manage them).",
+    "user": "Users of a tenant, by certificate name or bearer token.",
+    "acl": "ACL policies: capabilities of a user or tenant on a pool and its subtree.",
     "cluster": "Cluster names in the client config. The file is ~/.gaia/config.yaml, or $GAIA_CONFIG.",
     "bench": "Benchmarks. Each runs on a private local cluster and prints its figures.",
     "dns": "A cluster's DNS server: its service registry as A, AAAA and SRV records.",
+    "token": "One-time bootstrap tokens for `gaia node join`.",
+    "etcd": "The cluster's etcd: roles, users and authentication (RBAC).",
+    "ca": "The cluster's certificate authority: make it, issue certificates from it.",
     "lab": "The Vagrant lab's topology on this machine: every host a network namespace (root).",
 }
 

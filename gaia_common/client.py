@@ -13,6 +13,7 @@ from gaia_common import config, etcd as etcd_mod, rpc
 from gaia_common.keys import Keys
 from gaia_common.masters import list_masters
 from gaia_common.pb import master_pb2_grpc
+from gaia_common.security.tls import TlsFiles
 
 # Codes after which the same call may succeed against another replica or a moment later.
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION,
@@ -28,15 +29,31 @@ class GaiaError(Exception):
         self.message = message
 
 
+def etcd_options(entry: dict) -> dict:
+    """connect() options of a client config entry: etcd_tls {ca, cert, key}, and etcd_user with
+    etcd_password_file (the cluster's client user: it may read the masters' addresses only)."""
+    tls = entry.get("etcd_tls") or {}
+    options = {"ca_file": tls.get("ca"), "cert_file": tls.get("cert"), "key_file": tls.get("key")}
+    if entry.get("etcd_user"):
+        options.update(user=entry["etcd_user"], password=etcd_mod.read_password(entry.get("etcd_password_file")))
+    return options
+
+
 class MasterClient:
     def __init__(self, cluster: str, etcd_endpoints=None, masters=None,
-                 deadline: float = rpc.DEFAULT_DEADLINE, retry_for: float = 30.0):
+                 deadline: float = rpc.DEFAULT_DEADLINE, retry_for: float = 30.0,
+                 tls=rpc.DEFAULT, token: str = None, etcd_options: dict = None):
+        """tls: TlsFiles (or a config's `tls:` mapping), None for plaintext, or the process's
+        (rpc.configure; an AM's). token: sent as `authorization: Bearer` on every call."""
         self.keys = Keys(cluster)
         self.cluster = cluster
         self.static_masters = list(masters or [])
-        self._etcd = etcd_mod.connect(etcd_endpoints, timeout=3) if etcd_endpoints else None
+        # etcd_options: connect()'s ca_file/cert_file/key_file/user/password (etcd TLS, RBAC login)
+        self._etcd = etcd_mod.connect(etcd_endpoints, timeout=3, **(etcd_options or {})) if etcd_endpoints else None
         self.deadline = deadline
         self.retry_for = retry_for
+        self.tls = tls if tls is rpc.DEFAULT else TlsFiles.from_config(tls)
+        self.token = token or None
         self._leader = ""
         self._channels = {}
         self._lock = threading.Lock()
@@ -45,6 +62,12 @@ class MasterClient:
     def for_cluster(cls, name: str, **kwargs) -> "MasterClient":
         """Look `name` up in the client config (~/.gaia/config.yaml or $GAIA_CONFIG)."""
         entry = config.cluster_entry(name)
+        if entry.get("tls"):
+            kwargs.setdefault("tls", entry["tls"])
+        if entry.get("token"):
+            kwargs.setdefault("token", entry["token"])
+        if entry.get("etcd") and "etcd_options" not in kwargs:
+            kwargs["etcd_options"] = etcd_options(entry)
         return cls(name, etcd_endpoints=entry.get("etcd"), masters=entry.get("masters"), **kwargs)
 
     def close(self):
@@ -74,7 +97,7 @@ class MasterClient:
     def _stub(self, address: str):
         with self._lock:   # an AM calls from several threads (its loop, its watch, its events)
             if address not in self._channels:
-                self._channels[address] = rpc.channel(address)
+                self._channels[address] = rpc.channel(address, tls=self.tls, token=self.token)
             return master_pb2_grpc.MasterStub(self._channels[address])
 
     def call(self, method: str, request, timeout: float = None):

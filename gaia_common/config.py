@@ -30,6 +30,22 @@ class MasterConfig:
     # several daemons often share a host (gaia dev), and a fixed default port would collide.
     metrics_listen: str = ""
     log_format: str = "text"              # text (key=value fields) or json (one object a line)
+    # mutual TLS for gRPC, {ca, cert, key} paths (gaia_common/security/tls.py); absent: plaintext,
+    # every caller the anonymous admin. ca_key: the CA's key, to sign AM certificates (TLS on).
+    tls: dict = None
+    ca_key: str = ""
+    # etcd RBAC and client TLS (gaia_common/etcd_auth.py): the user this daemon logs in as and a
+    # file holding its password (absent: no login); etcd_tls {ca, cert, key} for https:// endpoints
+    # (cert/key only where etcd asks for client certificates).
+    etcd_user: str = ""
+    etcd_password_file: str = ""
+    etcd_tls: dict = None
+    # the enrolment port (gaia_master/enrol.py): server-only TLS, `gaia node join` with a one-time
+    # token; "" = no enrolment. Needs tls and ca_key.
+    join_listen: str = ""
+    # prefixes host paths of apps' volumes and devices (and absolute process-driver workdirs)
+    # must lie under, e.g. [/data, /dev/fuse]; empty: no app may use a host path
+    host_path_allow: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -73,11 +89,18 @@ class NodeConfig:
     memory_reclaim_target: float = 0.90
     memory_psi_threshold: float = 10.0
     memory_reclaim_interval: float = 0.5
-    # GPUs the node offers, each {model, memory, link_path} (gaia_node/gpus.py): declared here
-    # until NVML discovery (the vCUDA work) fills it in; they set the gpu capacity too.
+    # GPUs the node offers, each {model, memory, link_path} (gaia_node/gpus.py); empty: the
+    # ones NVML finds (gaia_node/gpu_discovery.py). They set the gpu capacity too.
     gpus: list = dataclasses.field(default_factory=list)
     metrics_listen: str = ""              # Prometheus /metrics host:port; "" = not served
     log_format: str = "text"              # text or json
+    tls: dict = None                      # mutual TLS {ca, cert, key}; absent: plaintext
+    # this node's own allow-list of host paths (as MasterConfig's): checked again here, so a
+    # spec the master let through still cannot reach outside what this node allows
+    host_path_allow: list = dataclasses.field(default_factory=list)
+    etcd_user: str = ""                   # etcd login and client TLS: as in MasterConfig
+    etcd_password_file: str = ""
+    etcd_tls: dict = None
 
 
 @dataclasses.dataclass
@@ -90,6 +113,9 @@ class DnsConfig:
     ttl: int = 5                          # seconds, on every record and for negative answers
     tcp_connections: int = 128            # TCP clients served at once; more are closed at once
     tcp_idle_timeout: float = 10.0        # seconds a TCP client may stay idle
+    etcd_user: str = ""                   # etcd login and client TLS: as in MasterConfig
+    etcd_password_file: str = ""
+    etcd_tls: dict = None
 
 
 def load_daemon_config(cls, path: str = None, overrides: dict = None):

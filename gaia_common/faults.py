@@ -2,20 +2,23 @@
 
 Actions: `sigstop` (the process stops itself, as if paused by the OS), `exit` (dies at once).
 `@n` fires only at the n-th time the point is reached (1-based); without it, every time.
-Points cost one dict lookup when no fault is armed.
+Points cost one dict lookup when no fault is armed. A master passes GAIA_AM_FAULTS from its
+own environment to the ApplicationMasters it starts, as their GAIA_FAULTS.
 """
 import logging
 import os
 import signal
 import threading
 
+ENV = "GAIA_FAULTS"
+AM_FAULTS_ENV = "GAIA_AM_FAULTS"
 _lock = threading.Lock()
 _counts = {}
 
 
 def _armed() -> dict:
     out = {}
-    for item in filter(None, os.environ.get("GAIA_FAULTS", "").split(",")):
+    for item in filter(None, os.environ.get(ENV, "").split(",")):
         name, _, action = item.partition(":")
         action, _, nth = action.partition("@")
         out[name] = (action, int(nth) if nth else 0)

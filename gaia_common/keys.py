@@ -10,6 +10,11 @@ invents paths of its own. Who writes each prefix (one writer per key):
   events/<app_id>/<seq:020d>           the leader (fenced, with the record's next_event)
   events/<app_id>/charged/<instance_id>  the leader: the last container charged to retry_times
   pools/<path>               the leader (fenced); path is a/b/c, so a pool's children share its prefix
+  tenants/<name>, users/<name>, acl/<id>   the leader (fenced): tenancy (users hold token hashes only)
+  join-tokens/<id>           the leader makes them (fenced); any master marks one used (a transaction on
+                             the token's own revision, so two joins cannot both take it)
+  secrets/etcd-<kind>        `gaia etcd setup` (root): the node and client etcd credentials masters hand
+                             to enrolling nodes and to AMs (only masters and root may read secrets/)
   nodes/<node_id>            that node (bound to its lease)
   containers/<app_id>/<container_id>   the node running it (bound to its lease)
   services/<app_name>/<instance_id>    the node running it (bound to its lease)
@@ -95,6 +100,39 @@ class Keys:
 
     def drain(self, node_id: str) -> str:
         return self.drains + node_id
+
+    # tenancy: tenants, users and ACL policies, written by the leader (fenced)
+    @property
+    def tenants(self) -> str:
+        return self.root + "tenants/"
+
+    def tenant(self, name: str) -> str:
+        return self.tenants + name
+
+    @property
+    def users(self) -> str:
+        return self.root + "users/"
+
+    def user(self, name: str) -> str:
+        return self.users + name
+
+    @property
+    def acls(self) -> str:
+        return self.root + "acl/"
+
+    def acl(self, policy_id: str) -> str:
+        return self.acls + policy_id
+
+    # enrolment: one-time bootstrap tokens (stored hashed) and the node etcd credential
+    @property
+    def join_tokens(self) -> str:
+        return self.root + "join-tokens/"
+
+    def join_token(self, token_id: str) -> str:
+        return self.join_tokens + token_id
+
+    def etcd_credential(self, kind: str) -> str:
+        return f"{self.root}secrets/etcd-{kind}"
 
     # nodes
     @property

@@ -4,6 +4,7 @@ Validation happens in the CLI (early, friendly) and again in the master (authori
 the master never stores a spec that `validate` rejects.
 """
 import contextlib
+import posixpath
 import re
 import shlex
 
@@ -13,6 +14,7 @@ from gaia_common import quantity
 from gaia_common.pb import types_pb2
 
 NAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+TENANT = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 POOL = re.compile(r"^[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*){0,7}$")
 PORT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -40,7 +42,8 @@ UNCAPPED_BY_DEFAULT = {"cpu"}
 TOP_FIELDS = {"name", "pool", "priority", "instances", "kind", "driver", "command", "image",
               "env", "resources", "ports", "retry_times", "migrate_times", "workdir", "network",
               "gang", "constraints", "gpu_model", "max_per_node", "spread_by", "max_per_domain",
-              "health_check", "autoscale", "update", "am_attempts", "on_partition"}
+              "health_check", "autoscale", "update", "am_attempts", "on_partition", "private",
+              "gpu_mode", "volumes", "devices", "privileged"}
 NETWORKS = ("", "namespace", "host")    # "" = namespace: an instance's own network namespace
 # node labels as constraints and spread_by name them: like Kubernetes label keys, optionally prefixed
 LABEL = re.compile(r"^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
@@ -55,19 +58,39 @@ class SpecError(ValueError):
     """A spec problem: `field` is a dotted path (resources.request.memory), `problem` says what."""
 
     def __init__(self, field: str, problem: str):
+        # bounded: problems quote what was sent, which may be megabytes
+        field, problem = _bounded(field, 200), _bounded(problem, 1000)
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
 
 
+def _bounded(text: str, limit: int) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more characters)"
+
+
 def load_yaml(text: str) -> types_pb2.AppSpec:
     try:
-        doc = yaml.safe_load(text)
+        doc = _safe_yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "the document"
         raise SpecError("yaml", f"malformed YAML at {where}: {getattr(e, 'problem', e)}") from None
     return from_dict(doc)
+
+
+MAX_YAML_BYTES = 1024 * 1024     # a spec file; what reaches the master is bounded again there
+
+
+def _safe_yaml(text: str):
+    """yaml.safe_load, with a document too big or nested too deep for the parser refused."""
+    if len(text) > MAX_YAML_BYTES:
+        raise SpecError("yaml", f"{len(text)} characters; a spec file holds at most {MAX_YAML_BYTES}")
+    try:
+        return yaml.safe_load(text)
+    except RecursionError:
+        raise SpecError("yaml", "nested too deeply") from None
 
 
 def from_dict(doc) -> types_pb2.AppSpec:
@@ -95,6 +118,7 @@ def from_dict(doc) -> types_pb2.AppSpec:
         max_per_domain=_int(doc, "max_per_domain", 0, 0, MAX_INSTANCES),
         am_attempts=_int(doc, "am_attempts", 0, 0, MAX_AM_ATTEMPTS),
         on_partition=_text(doc, "on_partition"),
+        gpu_mode=_text(doc, "gpu_mode"),
     )
     spec.constraints.extend(_constraints(doc.get("constraints")))
     spec.command.extend(_command(doc.get("command")))
@@ -102,12 +126,18 @@ def from_dict(doc) -> types_pb2.AppSpec:
     spec.resources.CopyFrom(_requirements(doc.get("resources")))
     spec.ports.extend(_ports(doc.get("ports")))
     _am_sections(spec, doc)
+    private = doc.get("private", False)
+    if not isinstance(private, bool):
+        raise SpecError("private", f"must be true or false, not {private!r}")
+    spec.private = private    # hidden from other tenants' resolve and from DNS
+    _host_access(spec, doc)
     validate(spec)
     return spec
 
 
 def validate(spec: types_pb2.AppSpec) -> types_pb2.AppSpec:
     """Checks that hold however the spec arrived (YAML or a raw gRPC call)."""
+    _validate_sizes(spec)
     if not NAME.fullmatch(spec.name):
         raise SpecError("name", f"{spec.name!r} must be 1-63 lowercase letters, digits or '-', starting with a letter")
     if not POOL.fullmatch(spec.pool):
@@ -133,9 +163,11 @@ def validate(spec: types_pb2.AppSpec) -> types_pb2.AppSpec:
             raise SpecError("retry_times" if i == spec.retry_times else "migrate_times",
                             f"must be between 0 and {MAX_RETRIES}")
     validate_requirements(spec.resources)
+    validate_gpu_mode(spec.gpu_mode, spec.resources)
     _validate_ports(spec.ports)
     _validate_placement(spec)
     _validate_am(spec)
+    validate_host_access(spec)
     return spec
 
 
@@ -309,6 +341,26 @@ def validate_requirements(req: types_pb2.ResourceRequirements):
                 raise SpecError(f"resources.{where}.{key}", f"{v} is absurd (over {ceiling})")
         if l and l < r:
             raise SpecError(f"resources.limit.{key}", f"limit {l} is below the request {r}")
+
+
+GPU_MODES = ("", "hard", "elastic")     # "" = hard
+
+
+def validate_gpu_mode(mode: str, req: types_pb2.ResourceRequirements, prefix: str = ""):
+    """gpu_mode applies to a fraction of one GPU (whole GPUs are exclusive): hard keeps the
+    container at resources.request.gpu_share; elastic lets it use idle time up to
+    resources.limit.gpu_share, a ceiling between the share and one whole GPU."""
+    if mode not in GPU_MODES:
+        raise SpecError(f"{prefix}gpu_mode", f"{mode!r} must be hard or elastic")
+    share, ceiling = req.request.gpu_share, req.limit.gpu_share
+    if mode and not share:
+        raise SpecError(f"{prefix}gpu_mode", "needs resources.request.gpu_share")
+    if mode == "elastic":
+        if share >= 100:
+            raise SpecError(f"{prefix}gpu_mode", f"elastic shares one GPU: gpu_share {share} asks for whole GPUs")
+        if ceiling and not share <= ceiling <= 100:
+            raise SpecError(f"{prefix}resources.limit.gpu_share",
+                            f"the elastic ceiling {ceiling} must be between the share ({share}) and 100")
 
 
 def _ports(value) -> list:
@@ -518,16 +570,185 @@ def _validate_update(update: types_pb2.UpdatePolicy):
                                         f"health_gate ({update.health_gate_seconds:g} s)")
 
 
+# ---- hostile input: sizes, and what reaches the node's host (volumes, devices, privileged) ----
+
+# A spec is stored with its other versions in one etcd value (the app record): bounded well
+# below etcd's 1.5 MiB request limit even while a rollout keeps three versions of it.
+MAX_SPEC_BYTES = 256 * 1024
+MAX_POOL_PATH = 255
+MAX_IMAGE = 1024
+MAX_PORTS = 64
+MAX_PATH = 4096
+MAX_VOLUMES = 32
+MAX_DEVICES = 32
+PRIORITIES = (-1000, 1000)
+VOLUME_FIELDS = {"host_path", "container_path", "read_only"}
+
+
+def _validate_sizes(spec: types_pb2.AppSpec):
+    """Bounds on what a raw gRPC call may send (the YAML parser has its own, friendlier ones)."""
+    size = spec.ByteSize()
+    if size > MAX_SPEC_BYTES:
+        raise SpecError("spec", f"{size} bytes; at most {MAX_SPEC_BYTES} (keep data out of the spec)")
+    if not PRIORITIES[0] <= spec.priority <= PRIORITIES[1]:
+        raise SpecError("priority", f"{spec.priority} is out of range [{PRIORITIES[0]}, {PRIORITIES[1]}]")
+    if len(spec.pool) > MAX_POOL_PATH:
+        raise SpecError("pool", f"at most {MAX_POOL_PATH} characters")
+    if len(spec.image) > MAX_IMAGE or not spec.image.isprintable():
+        raise SpecError("image", f"at most {MAX_IMAGE} printable characters")
+    if any("\0" in a for a in spec.command):
+        raise SpecError("command", "must not contain NUL characters")
+    if len(spec.workdir) > MAX_PATH or "\0" in spec.workdir:
+        raise SpecError("workdir", f"at most {MAX_PATH} characters, no NUL")
+    if len(spec.env) > MAX_ENV:
+        raise SpecError("env", f"at most {MAX_ENV} variables")
+    for name, value in sorted(spec.env.items()):
+        if not ENV_NAME.fullmatch(name) or len(name) > 255:
+            raise SpecError(f"env.{name[:64]!r}", "not a valid variable name")
+        if name.startswith("GAIA_"):
+            raise SpecError(f"env.{name}", "GAIA_* variables are set by Gaia")
+        if len(value) > MAX_TEXT or "\0" in value:
+            raise SpecError(f"env.{name}", f"at most {MAX_TEXT} characters, no NUL")
+    if len(spec.ports) > MAX_PORTS:
+        raise SpecError("ports", f"at most {MAX_PORTS}")
+
+
+def _host_access(spec: types_pb2.AppSpec, doc: dict):
+    """volumes, devices and privileged from YAML."""
+    volumes = doc.get("volumes")
+    if volumes is not None:
+        if not isinstance(volumes, list):
+            raise SpecError("volumes", "must be a list of {host_path, container_path, read_only} "
+                                       "or 'host_path:container_path[:ro]'")
+        spec.volumes.extend(_volume(v, f"volumes[{i}]") for i, v in enumerate(volumes))
+    devices = doc.get("devices")
+    if devices is not None:
+        if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
+            raise SpecError("devices", "must be a list of device paths (e.g. /dev/fuse)")
+        spec.devices.extend(devices)
+    privileged = doc.get("privileged", False)
+    if not isinstance(privileged, bool):
+        raise SpecError("privileged", f"must be true or false, not {privileged!r}")
+    spec.privileged = privileged
+
+
+def _volume(value, where: str) -> types_pb2.Volume:
+    if isinstance(value, str):
+        parts = value.split(":")
+        if len(parts) not in (2, 3) or parts[2:] not in ([], ["ro"], ["rw"]):
+            raise SpecError(where, f"{value!r} must be host_path:container_path, optionally :ro or :rw")
+        return types_pb2.Volume(host_path=parts[0], container_path=parts[1], read_only=parts[2:] == ["ro"])
+    if not isinstance(value, dict):
+        raise SpecError(where, "must be {host_path, container_path, read_only} or 'host_path:container_path[:ro]'")
+    unknown = sorted(set(map(str, value)) - VOLUME_FIELDS)
+    if unknown:
+        raise SpecError(f"{where}.{unknown[0]}", f"unknown field (known: {', '.join(sorted(VOLUME_FIELDS))})")
+    read_only = value.get("read_only", False)
+    if not isinstance(read_only, bool):
+        raise SpecError(f"{where}.read_only", f"must be true or false, not {read_only!r}")
+    with _within(where):
+        return types_pb2.Volume(host_path=_text(value, "host_path", required=True),
+                                container_path=_text(value, "container_path", required=True), read_only=read_only)
+
+
+def validate_host_access(spec, prefix: str = ""):
+    """The shape of volumes and devices (an AppSpec's or a ContainerSpec's): bounded lists of
+    absolute, normalised paths. Whether a host path may be used is the cluster's allow-list
+    (check_host_paths, on the master and again on the node); who may ask at all, the
+    `privileged` capability on the pool (gaia_master)."""
+    if len(spec.volumes) > MAX_VOLUMES:
+        raise SpecError(f"{prefix}volumes", f"at most {MAX_VOLUMES}")
+    targets = set()
+    for i, volume in enumerate(spec.volumes):
+        where = f"{prefix}volumes[{i}]"
+        _absolute_path(f"{where}.host_path", volume.host_path)
+        _absolute_path(f"{where}.container_path", volume.container_path)
+        if volume.container_path == "/":
+            raise SpecError(f"{where}.container_path", "must not be / (the container's own root)")
+        if volume.container_path in targets:
+            raise SpecError(f"{where}.container_path", f"{volume.container_path!r} is mounted twice")
+        targets.add(volume.container_path)
+    if len(spec.devices) > MAX_DEVICES:
+        raise SpecError(f"{prefix}devices", f"at most {MAX_DEVICES}")
+    for i, device in enumerate(spec.devices):
+        _absolute_path(f"{prefix}devices[{i}]", device)
+        if not device.startswith("/dev/"):
+            raise SpecError(f"{prefix}devices[{i}]", f"{device!r} is not a device path under /dev/")
+    if len(set(spec.devices)) != len(spec.devices):
+        raise SpecError(f"{prefix}devices", "lists a device twice")
+
+
+def _absolute_path(field: str, path: str):
+    if not path:
+        raise SpecError(field, "required: an absolute path")
+    if len(path) > MAX_PATH or not path.isprintable():
+        raise SpecError(field, f"at most {MAX_PATH} printable characters")
+    if not path.startswith("/"):
+        raise SpecError(field, f"{path!r} must be an absolute path")
+    if ".." in path.split("/"):
+        raise SpecError(field, f"{path!r} must not contain '..'")
+    if path != normal_path(path):
+        raise SpecError(field, f"{path!r} must be written plainly, as {normal_path(path)!r} (no '//', '/./' or "
+                               "trailing '/')")
+
+
+def normal_path(path: str) -> str:
+    """`path` with empty and '.' segments dropped (not '..': those are refused, never resolved)."""
+    return "/" + "/".join(p for p in path.split("/") if p not in ("", "."))
+
+
+def host_paths(spec) -> list:
+    """(field, path) of every host path a spec asks for: volumes' host paths, devices, and a
+    process-driver workdir that is absolute (the process driver runs on the node's own
+    filesystem, so that workdir is made and entered on the host)."""
+    out = [(f"volumes[{i}].host_path", v.host_path) for i, v in enumerate(spec.volumes)]
+    out.extend((f"devices[{i}]", d) for i, d in enumerate(spec.devices))
+    if spec.driver == "process" and spec.workdir.startswith("/"):
+        out.append(("workdir", normal_path(spec.workdir)))
+    return out
+
+
+def host_path_allowed(path: str, allow) -> bool:
+    """`path` is one of the prefixes in `allow` or lies below one (whole segments: /data
+    allows /data/x, not /database)."""
+    return any(path == prefix or path.startswith(prefix.rstrip("/") + "/") for prefix in allow)
+
+
+def check_host_paths(spec, allow, prefix: str = "", whose: str = "this cluster's") -> None:
+    """Every host path of `spec` lies under `allow` (host_path_allow: a list of absolute
+    prefixes; empty allows none)."""
+    for field, path in host_paths(spec):
+        if not host_path_allowed(path, allow):
+            allowed = ", ".join(allow) if allow else "none: host_path_allow is empty"
+            raise SpecError(f"{prefix}{field}", f"{path!r} lies outside {whose} allowed host paths ({allowed})")
+
+
+def check_allow_list(value) -> list:
+    """A host_path_allow setting: a list of absolute, plainly written paths (ValueError if not)."""
+    if not isinstance(value, list):
+        raise ValueError("must be a list of absolute paths (prefixes host paths may lie under)")
+    for i, path in enumerate(value):
+        if not isinstance(path, str):
+            raise ValueError(f"[{i}]: must be a path, not {path!r}")
+        try:
+            _absolute_path(f"[{i}]", path)
+        except SpecError as e:
+            raise ValueError(str(e)) from None
+    return value
+
+
 # ---- resource pool specs: `gaia pool create FILE` ----
 
-POOL_FIELDS = {"path", "weight", "min", "max", "gpu_models", "max_gpus"}
+POOL_FIELDS = {"path", "weight", "min", "max", "gpu_models", "max_gpus", "tenant"}
 MAX_POOL_WEIGHT = 1_000_000
+MIN_POOL_WEIGHT = 0.001
+MAX_POOL_QUANTITY = 2**53
 MAX_GPU_MODELS = 64
 
 
 def load_pool_yaml(text: str) -> types_pb2.Pool:
     try:
-        doc = yaml.safe_load(text)
+        doc = _safe_yaml(text)
     except yaml.YAMLError as e:
         raise SpecError("yaml", f"malformed YAML: {getattr(e, 'problem', e)}") from None
     return pool_from_dict(doc)
@@ -549,7 +770,7 @@ def pool_from_dict(doc) -> types_pb2.Pool:
     pool = types_pb2.Pool(path=_text(doc, "path", required=True), weight=float(weight),
                           min=_resources(doc.get("min"), "min"), max=_resources(doc.get("max"), "max"),
                           gpu_models=[str(m) for m in models],
-                          max_gpus=_int(doc, "max_gpus", 0, 0, 1_000_000))
+                          max_gpus=_int(doc, "max_gpus", 0, 0, 1_000_000), tenant=_text(doc, "tenant"))
     return validate_pool(pool)
 
 
@@ -558,12 +779,16 @@ def validate_pool(pool: types_pb2.Pool) -> types_pb2.Pool:
     if not POOL.fullmatch(pool.path):
         raise SpecError("path", f"{pool.path!r} must be a path like ads/ranking/online "
                                 "(up to 8 segments of lowercase letters, digits, '_', '-')")
-    if not 0 < pool.weight <= MAX_POOL_WEIGHT:  # also false for NaN
-        raise SpecError("weight", f"{pool.weight} must be above 0 and at most {MAX_POOL_WEIGHT}")
+    # a floor too: the fair-share arithmetic divides by weights (a denormal one makes inf, then NaN)
+    if not MIN_POOL_WEIGHT <= pool.weight <= MAX_POOL_WEIGHT:  # also false for NaN
+        raise SpecError("weight", f"{pool.weight} must be between {MIN_POOL_WEIGHT} and {MAX_POOL_WEIGHT}")
     for key, (attr, _, _) in RESOURCE_FIELDS.items():
         low, high = getattr(pool.min, attr), getattr(pool.max, attr)
         if low < 0 or high < 0:
             raise SpecError(f"{'min' if low < 0 else 'max'}.{key}", "must not be negative")
+        if max(low, high) > MAX_POOL_QUANTITY:   # exact as a float, as the scheduler computes
+            raise SpecError(f"{'min' if low > MAX_POOL_QUANTITY else 'max'}.{key}",
+                            f"{max(low, high)} is absurd (over {MAX_POOL_QUANTITY})")
         if high and low > high:
             raise SpecError(f"min.{key}", f"{low} is above max.{key} {high}")
     if len(pool.gpu_models) > MAX_GPU_MODELS:
@@ -575,4 +800,6 @@ def validate_pool(pool: types_pb2.Pool) -> types_pb2.Pool:
         raise SpecError("gpu_models", "lists a model twice")
     if pool.max_gpus < 0:
         raise SpecError("max_gpus", "must not be negative (0: no ceiling)")
+    if pool.tenant and not TENANT.fullmatch(pool.tenant):
+        raise SpecError("tenant", f"{pool.tenant!r} is not a tenant name (lowercase letters, digits, '-')")
     return pool

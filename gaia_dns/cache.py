@@ -155,5 +155,7 @@ def _put(entries: dict, rest: str, value):
     except Exception:  # a value we cannot read: the instance cannot be resolved
         log.warning("services/%s: not a ServiceEndpoint; left out", rest)
         return _put(entries, rest, None)
+    if endpoint.private:   # a private app is not served by DNS: as if it had no entry at all
+        return _put(entries, rest, None)
     entries.setdefault(app, {})[instance] = endpoint
     return app

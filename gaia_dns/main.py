@@ -5,7 +5,7 @@ import threading
 
 from gaia_common.config import ConfigError, DnsConfig
 from gaia_common.daemon import setup_logging, wait_for_termination
-from gaia_common.etcd import connect
+from gaia_common.etcd import connect_config
 from gaia_common.keys import Keys
 from gaia_common.mirror import PrefixMirror
 from gaia_dns.cache import Cache
@@ -42,7 +42,7 @@ class DnsDaemon:
         self.cache = Cache(zone, cfg.ttl)
         # the sockets first: a bad listen address fails at once, not after reaching etcd
         self.server = DnsServer(Responder(self.cache), cfg.listen, cfg.tcp_connections, cfg.tcp_idle_timeout)
-        self.etcd = connect(cfg.etcd)
+        self.etcd = connect_config(cfg)
         self.mirror = PrefixMirror(self.etcd, [Keys(cfg.cluster).services], self.cache.load, self.cache.apply)
         self._stop = threading.Event()
 

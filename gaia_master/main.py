@@ -16,8 +16,14 @@ from gaia_common.logctx import set_process_fields
 from gaia_common.metrics import serve as serve_metrics
 from gaia_common.keys import Keys
 from gaia_common.pb import master_pb2_grpc, types_pb2
+from gaia_common.security.interceptor import AuthInterceptor
+from gaia_common.security.pki import CertificateAuthority
+from gaia_common.security.tls import TlsFiles
+from gaia_master.access import Access
 from gaia_master.app_table import AppTable
+from gaia_master import enrol
 from gaia_master.election import Election
+from gaia_master.enrol import JoinTokens
 from gaia_master.events import EventLog
 from gaia_master.metrics import MasterMetrics
 from gaia_master.node_client import NodeClient
@@ -29,6 +35,7 @@ from gaia_master.scheduling.requests import RequestBook
 from gaia_master.moves import Drains
 from gaia_master.service import MasterService
 from gaia_master.store import FencedStore
+from gaia_master.tenancy import Tenancy
 from gaia_master.watch import Watches
 
 log = logging.getLogger(__name__)
@@ -39,12 +46,18 @@ class Master:
     def __init__(self, cfg: MasterConfig):
         self.cfg = cfg
         self.keys = Keys(cfg.cluster)
-        self.etcd = etcd_mod.connect(cfg.etcd)
+        self.etcd = etcd_mod.connect_config(cfg)
         # WatchApp streams hold a worker each for their life: room for them on top of the unary calls
         self.watches = Watches()
-        self.server = rpc.make_server(max_workers=UNARY_WORKERS + self.watches.max_watches)
+        # TLS: mutual, from the config (not the process's: tests run several daemons in one)
+        self.tls = TlsFiles.from_config(cfg.tls)
+        self.ca = CertificateAuthority.load(cert_path=self.tls.ca, key_path=cfg.ca_key) \
+            if self.tls and cfg.ca_key else None     # signs AM certificates
+        self.auth = AuthInterceptor(cfg.cluster, tls=self.tls is not None, app_id_of_name=self._app_id_of)
+        self.server = rpc.make_server(max_workers=UNARY_WORKERS + self.watches.max_watches,
+                                      interceptors=[self.auth])
         master_pb2_grpc.add_MasterServicer_to_server(MasterService(self), self.server)
-        bound = rpc.bind(self.server, cfg.listen)
+        bound = rpc.bind(self.server, cfg.listen, tls=self.tls)
         self.address = cfg.advertise or bound
         self.id = cfg.id or f"{default_id()}-{os.getpid()}"
         me = types_pb2.MasterInfo(id=self.id, address=self.address, started_at=time.time())
@@ -60,10 +73,14 @@ class Master:
         self.table.on_change = self.watches.notifier.notify
         self.node_view.on_change = self._containers_changed
         self.node_view.endpoint_log.notifier = self.watches.notifier   # WatchEndpoints wakes like WatchApp
-        self.nodes = NodeClient(self.election)
-        self.pools = PoolTable(self.keys, self.store)
+        self.nodes = NodeClient(self.election, tls=self.tls)
+        self.tenancy = Tenancy(self.keys, self.store)
+        self.pools = PoolTable(self.keys, self.store, tenant_exists=lambda name: name in self.tenancy.tenants)
+        self.access = Access(self.tenancy, self.pools, self.table)   # who calls, and what it may do
         self.book = RequestBook()
         self.drains = Drains(self.keys, self.store)
+        self.join_tokens = JoinTokens(self.keys, self.etcd, self.store)   # gaia node token create / join
+        self.enrol_server, self.join_address = None, ""
         self.scheduling = SchedulingLoop(self)
         self.reconciler = Reconciler(self)
         self._term = 0            # bumped on every election and deposition
@@ -78,6 +95,11 @@ class Master:
         self.node_view.sync()
         threading.Thread(target=self._view_keeper, name="node-view", daemon=True).start()
         self.election.start()
+        if self.cfg.join_listen:
+            if self.ca is None:
+                raise ValueError("join_listen: enrolment needs tls and ca_key (it signs node certificates)")
+            self.enrol_server, self.join_address = enrol.serve(self, self.cfg.join_listen)
+            log.info("enrolment (gaia node join) on %s", self.join_address)
         log.info("master %s serving on %s for cluster %s", self.id, self.address, self.cfg.cluster)
         return self
 
@@ -85,12 +107,19 @@ class Master:
         """Resign (followers take over at once) and stop serving. Containers are untouched."""
         self._stopped.set()
         self.election.resign()
+        if self.enrol_server is not None:
+            self.enrol_server.stop(grace=1)
         self.server.stop(grace=1).wait()
         if self.metrics_server is not None:
             self.metrics_server.close()
         self.node_view.close()
         self.nodes.close()
         self.etcd.close()
+
+    def _app_id_of(self, name: str) -> str:
+        """The current app id of app `name` ('' if none): an AM may read only its own app."""
+        record = self.table.apps.get(name)
+        return record.app_id if record is not None else ""
 
     def is_serving(self) -> bool:
         return self.election.is_leader() and self._ready_term == self._term
@@ -108,6 +137,9 @@ class Master:
         self.metrics.leadership(True)
         self.table.load(self.etcd)            # rebuild everything from etcd before answering
         self.pool_table()
+        self.tenancy.load(self.etcd, epoch)
+        if self.tls:                          # someone must be able to create the other users
+            self.tenancy.ensure_bootstrap_admin()
         self.drains.load(self.etcd)
         self.book.clear()                     # askers repeat their asks to the new term
         if self.node_view.broken:

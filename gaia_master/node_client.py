@@ -12,13 +12,14 @@ LOGS_DEADLINE = 60.0          # a whole kept log (not a follow, which has none)
 
 
 class NodeClient:
-    def __init__(self, election):
+    def __init__(self, election, tls=None):
         self.election = election
+        self.tls = tls            # the master's own certificate (TlsFiles) or None: plaintext
         self._channels = {}
 
     def _stub(self, address: str):
         if address not in self._channels:
-            self._channels[address] = rpc.channel(address)
+            self._channels[address] = rpc.channel(address, tls=self.tls)
         return node_pb2_grpc.NodeStub(self._channels[address])
 
     def start(self, address: str, spec):

@@ -23,6 +23,7 @@ from gaia_common.keys import Keys
 from gaia_common.pb import types_pb2
 from gaia_common.spec import RESOURCE_FIELDS, SpecError, validate_pool
 from gaia_master.app_table import TERMINAL, Conflict
+from gaia_master.tenancy import check_pool_tenant
 
 DEFAULT = "default"
 
@@ -85,9 +86,10 @@ def check_in_tree(pool: types_pb2.Pool, pools: dict):
 
 
 class PoolTable:
-    def __init__(self, keys: Keys, store):
+    def __init__(self, keys: Keys, store, tenant_exists=None):
         self.keys = keys
         self.store = store
+        self.tenant_exists = tenant_exists   # name -> bool (gaia_master/tenancy.py); None: no tenancy
         self.lock = threading.RLock()
         self.pools = {}            # path -> Pool (stored ones; `default` only once configured)
         self._loaded_epoch = 0
@@ -148,11 +150,12 @@ class PoolTable:
                 raise Conflict("not_found", f"no pool {pool.path!r}")
             return self._write(pool)
 
-    def delete(self, path: str, apps: list) -> types_pb2.Pool:
+    def delete(self, path: str, apps: list, also=((), None)) -> types_pb2.Pool:
         """Delete `path`; refused while it has children or active apps (`apps`: AppRecords).
 
         Refusals are SpecErrors (INVALID_ARGUMENT naming `path`), not FAILED_PRECONDITION:
-        clients read that code as "not the leader" and would retry it."""
+        clients read that code as "not the leader" and would retry it. `also`: (ops committed
+        in the same transaction, a callback once they have: the pool's ACL policies)."""
         with self.lock:
             if path == DEFAULT:
                 raise SpecError("path", "the default pool cannot be deleted")
@@ -165,12 +168,17 @@ class PoolTable:
             if active:
                 raise SpecError("path", f"pool {path!r} has {len(active)} active app(s) "
                                            f"({', '.join(active[:5])}); kill them first")
-            self.store.commit([self.store.delete(self.keys.pool(path))])
+            ops, committed = also
+            self.store.commit([self.store.delete(self.keys.pool(path)), *ops])
             del self.pools[path]
+            if committed is not None:
+                committed()
             return pool
 
     def _write(self, pool: types_pb2.Pool) -> types_pb2.Pool:
         check_in_tree(pool, self.pools)
+        if self.tenant_exists is not None:
+            check_pool_tenant(pool, self.pools, self.tenant_exists)
         new = types_pb2.Pool()
         new.CopyFrom(pool)
         new.min.SetInParent()   # present in JSON even when nothing is set

@@ -8,16 +8,18 @@ It is level-triggered: after a failover the new leader simply runs the next pass
 AMs and containers are adopted, never restarted.
 """
 import logging
+import os
 import sys
 import threading
 import time
 
 import grpc
 
-from gaia_common import quantity
+from gaia_common import etcd_auth, faults, quantity
 from gaia_common.daemon import LOG_FORMAT_ENV
 from gaia_common.logctx import log_context
 from gaia_common.pb import types_pb2
+from gaia_common.security.identity import Identity
 from gaia_master.app_table import TERMINAL
 from gaia_master.node_view import latest_container
 from gaia_master.store import NotLeader
@@ -115,13 +117,18 @@ class Reconciler:
         spec = types_pb2.ContainerSpec(
             container_id=am_container_id(record.app_id, attempt), app_id=record.app_id,
             app_name=record.spec.name, instance_id="am", driver="process", host_network=True,
-            cluster=cfg.cluster, is_am=True,
+            cluster=cfg.cluster, is_am=True, private=record.spec.private,
             command=[python, "-m", "gaia_cli", "am", "--app-id", record.app_id, "--attempt", str(attempt)])
         spec.env["GAIA_ETCD_ENDPOINTS"] = ",".join(cfg.etcd)
         spec.env["GAIA_MASTERS"] = self.m.address
+        spec.env.update(etcd_auth.am_env(self.m.etcd, self.m.keys))   # etcd RBAC: may read masters/
         spec.env[LOG_FORMAT_ENV] = cfg.log_format     # the AM logs the way its master does
+        if os.environ.get(faults.AM_FAULTS_ENV):         # tests arm faults in the AMs through their master
+            spec.env[faults.ENV] = os.environ[faults.AM_FAULTS_ENV]
         spec.resources.request.CopyFrom(am_resources(cfg.am_resources))
         spec.resources.limit.CopyFrom(spec.resources.request)
+        if self.m.ca is not None:   # TLS: the AM's own certificate, bound to its app and attempt
+            spec.tls.CopyFrom(am_certificate(self.m.ca, cfg.cluster, record.app_id, attempt))
         return spec
 
     # ---- garbage ----
@@ -149,6 +156,12 @@ class Reconciler:
         alloc = self.m.table.allocation(status.app_id, status.instance_id)
         # while it moves off a draining node, the old copy is the AM's to stop
         return alloc is not None and status.node_id in (alloc.node_id, alloc.from_node_id)
+
+
+def am_certificate(ca, cluster: str, app_id: str, attempt: int) -> types_pb2.TlsBundle:
+    """A new key and certificate for AM `attempt` of `app_id` (sent to its node, never stored)."""
+    cert_pem, key_pem = ca.issue(Identity.am(cluster, app_id, attempt))
+    return types_pb2.TlsBundle(ca_pem=ca.cert_pem, cert_pem=cert_pem, key_pem=key_pem)
 
 
 def am_container_id(app_id: str, attempt: int) -> str:

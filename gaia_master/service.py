@@ -9,10 +9,13 @@ import logging
 
 import grpc
 
-from gaia_common import etcd as etcd_mod, rpc, spec as spec_mod
+from gaia_common import edge, etcd as etcd_mod, rpc, spec as spec_mod
+from gaia_common.security import identity as identity_mod
 from gaia_common.pb import master_pb2, master_pb2_grpc, types_pb2
 from gaia_common.resources import DIMENSIONS
 from gaia_master import endpoints as endpoints_mod, events as events_mod, instance_ops, moves, rollouts, watch
+from gaia_master import access as access_mod, tenancy_rpc
+from gaia_master import enrol
 from gaia_master.app_table import TERMINAL, Conflict, state_name
 from gaia_master.node_view import instance_order, latest_container, resolvable
 from gaia_master.pools import PoolTable
@@ -23,6 +26,9 @@ CONFLICT_CODES = {"exists": grpc.StatusCode.ALREADY_EXISTS, "not_found": grpc.St
                   # not FAILED_PRECONDITION: clients take that for "not the leader" and retry
                   "terminal": grpc.StatusCode.ABORTED, "stale": grpc.StatusCode.ABORTED}
 MAX_REQUEST_COUNT = 10_000
+# ControlInstances: the capability each action needs on the app's pool
+CONTROL_CAPABILITY = {master_pb2.INSTANCE_ACTION_START: "scale", master_pb2.INSTANCE_ACTION_STOP: "kill",
+                      master_pb2.INSTANCE_ACTION_RESTART: "kill", master_pb2.INSTANCE_ACTION_DELETE: "kill"}
 
 
 def leader_only(handler):
@@ -40,9 +46,13 @@ def leader_only(handler):
         try:
             return handler(self, request, context)
         except spec_mod.SpecError as e:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        except Conflict as e:
-            context.abort(CONFLICT_CODES[e.code], str(e))
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, edge.details(e))
+        except Conflict as e:   # (details bounded: they quote what the caller sent)
+            context.abort(CONFLICT_CODES[e.code], edge.details(e))
+        except access_mod.Unauthenticated as e:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, str(e))
+        except access_mod.Denied as e:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, str(e))
         except NotLeader as e:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"lost leadership: {e}")
         except etcd_mod.TRANSIENT as e:  # outcome unknown; retrying is safe (keys by name, idempotency keys)
@@ -54,49 +64,92 @@ def leader_only(handler):
 class MasterService(master_pb2_grpc.MasterServicer):
     def __init__(self, master):
         self.m = master
+        self.tenancy_rpc = tenancy_rpc.TenancyRpc(master)
 
     @property
     def pools(self) -> PoolTable:
         return self.m.pool_table()
 
+    @property
+    def access(self) -> access_mod.Access:
+        return self.m.access
+
+    def _caller(self) -> access_mod.Principal:
+        """Who calls (first, before anything is looked up: an unknown caller learns nothing)."""
+        return self.access.who(identity_mod.current(), identity_mod.bearer_token())
+
+    def _app(self, caller, name: str, capability: str):
+        """The app `name` if `caller` may `capability` it; one it may not see is NOT_FOUND word
+        for word as a missing one (AppTable.get's), so no tenant learns another's apps exist."""
+        record = self.m.table.get(name)
+        try:
+            self.access.require_app(caller, record, capability)
+        except access_mod.Hidden:
+            raise Conflict("not_found", f"no application named {name!r}") from None
+        return record
+
+    def _resolvable(self, caller, name: str):
+        record = self.m.table.get(name)
+        if not self.access.resolvable_app(caller, record):   # a private app of another tenant
+            raise Conflict("not_found", f"no application named {name!r}")
+        return record
+
+    def _visible_pool(self, caller, path: str):
+        """NOT_FOUND, as PoolTable.get says it, for a pool the caller may not see."""
+        if not self.pools.exists(path) or not self.access.sees_pool(caller, path):
+            raise Conflict("not_found", f"no pool {path!r}")
+
+    def _pool_change(self, caller, pool, what: str):
+        """Changing a pool needs admin on its parent; a tenant gives pools to itself only."""
+        self.access.require_pool_admin(caller, pool.path, what)
+        if pool.tenant and not self.access.full(caller) and pool.tenant != caller.tenant:
+            raise access_mod.Denied(f"{caller} may not give pool {pool.path!r} to another tenant")
+
     # ---- users ----
 
     @leader_only
     def SubmitApp(self, request, context):
+        caller = self._caller()
         spec = spec_mod.validate(request.spec)
         if len(request.idempotency_key) > 128:
             raise spec_mod.SpecError("idempotency_key", "longer than 128 characters")
         pools = self.pools
         with pools.lock:  # a pool is not deleted between this check and the app's write
-            if not pools.exists(spec.pool):
+            if not pools.exists(spec.pool) or not self.access.sees_pool(caller, spec.pool):  # not theirs: as missing
                 raise spec_mod.SpecError("pool", f"no pool {spec.pool!r}; create it with `gaia pool create`")
-            record, existed = self.m.table.submit(spec, request.idempotency_key)
+            self.access.require(caller, "submit", spec.pool)
+            tenancy_rpc.require_privileged(self.access, caller, spec)
+            spec_mod.check_host_paths(spec, self.m.cfg.host_path_allow)   # after: only the privileged see the list
+            record, existed = self.m.table.submit(spec, tenancy_rpc.idempotency_key(caller, request.idempotency_key))
         self.m.reconciler.wake()
         return master_pb2.SubmitAppResponse(app_id=record.app_id, existed=existed)
 
     @leader_only
     def GetApp(self, request, context):
-        record = self.m.table.get(request.name)
+        record = self._app(self._caller(), request.name, "read")
         status = self._app_status(record)
         status.events.extend(self.m.events.recent(record.app_id))
         return status
 
     @leader_only
     def ListApps(self, request, context):
-        return master_pb2.ListAppsResponse(apps=[self._app_status(r) for r in self.m.table.records()])
+        caller = self._caller()
+        return master_pb2.ListAppsResponse(apps=[self._app_status(r) for r in self.m.table.records()
+                                                 if self.access.readable_app(caller, r)])
 
     @leader_only
     def ScaleApp(self, request, context):
+        caller = self._caller()
         if not 0 <= request.instances <= spec_mod.MAX_INSTANCES:
             raise spec_mod.SpecError("instances", f"must be between 0 and {spec_mod.MAX_INSTANCES}")
-        before = self.m.table.get(request.name).spec.instances
+        before = self._app(caller, request.name, "scale").spec.instances
         record = instance_ops.scale(self.m.table, request.name, request.instances, request.instance_ids)
         self.m.events.record(record.app_id, [instance_ops.scale_event(before, record, "user")])
         return self._app_status(record)
 
     @leader_only
     def KillApp(self, request, context):
-        record = self.m.table.get(request.name)
+        record = self._app(self._caller(), request.name, "kill")
         if record.state not in TERMINAL:
             record = self.m.table.update(record, state=types_pb2.APP_STATE_KILLED, message="killed by user")
         self.m.reconciler.wake()  # its containers are stopped by the next pass
@@ -104,11 +157,13 @@ class MasterService(master_pb2_grpc.MasterServicer):
 
     @leader_only
     def ListNodes(self, request, context):
+        self.access.require_admin(self._caller(), "list the cluster's nodes")   # nodes are the operators'
         return master_pb2.ListNodesResponse(nodes=[self._node_status(n) for n in
                                                    sorted(self.m.node_view.node_list(), key=lambda n: n.node_id)])
 
     @leader_only
     def GetNode(self, request, context):
+        self.access.require_admin(self._caller(), "see the cluster's nodes")
         info = self.m.node_view.node(request.node_id)
         if info is None:
             raise Conflict("not_found", f"no live node named {request.node_id!r}")
@@ -122,7 +177,7 @@ class MasterService(master_pb2_grpc.MasterServicer):
 
     @leader_only
     def Resolve(self, request, context):
-        self.m.table.get(request.app)  # NOT_FOUND for an unknown app, rather than an empty list
+        self._resolvable(self._caller(), request.app)  # NOT_FOUND for an unknown app, rather than an empty list
         endpoints = []
         for e in self.m.node_view.endpoints(request.app):
             if not resolvable(e):  # its health check says starting or unhealthy
@@ -138,7 +193,7 @@ class MasterService(master_pb2_grpc.MasterServicer):
 
     @leader_only
     def WatchEndpoints(self, request, context):
-        self.m.table.get(request.app)  # NOT_FOUND for an unknown app, as Resolve
+        self._resolvable(self._caller(), request.app)  # NOT_FOUND for an unknown app, as Resolve
         if request.after_revision < 0:
             raise spec_mod.SpecError("after_revision", "must not be negative")
         return endpoints_mod.serve(self.m, request, context)
@@ -146,7 +201,7 @@ class MasterService(master_pb2_grpc.MasterServicer):
     @leader_only
     def Logs(self, request, context):
         """Proxy the stream of the node that runs the instance's latest container."""
-        record = self.m.table.get(request.app)
+        record = self._app(self._caller(), request.app, "logs")
         allocations = self.m.table.app_allocations(record.app_id)
         instance_id = request.instance_id or next(
             (i for i in sorted(allocations, key=instance_order) if i != "am"), "0")
@@ -173,21 +228,34 @@ class MasterService(master_pb2_grpc.MasterServicer):
 
     @leader_only
     def CreatePool(self, request, context):
+        caller = self._caller()
+        parent = request.pool.path.rpartition("/")[0]
+        if parent and not (self.pools.exists(parent) and self.access.sees_pool(caller, parent)):
+            raise spec_mod.SpecError("path", f"parent pool {parent!r} does not exist; create it first")
+        self._pool_change(caller, request.pool, "create this pool")
         return self.pools.create(request.pool)
 
     @leader_only
     def UpdatePool(self, request, context):
+        caller = self._caller()
+        self._visible_pool(caller, request.pool.path)
+        self._pool_change(caller, request.pool, "change this pool")
         return self.pools.update(request.pool)
 
     @leader_only
     def DeletePool(self, request, context):
+        caller = self._caller()
         pools = self.pools
         with pools.lock:  # no app is submitted to it while we look
-            return pools.delete(request.path, self.m.table.records())
+            if request.path != "default":   # "cannot be deleted" says nothing of anyone's
+                self._visible_pool(caller, request.path)
+            self.access.require_pool_admin(caller, request.path, "delete this pool")
+            return pools.delete(request.path, self.m.table.records(), self.m.tenancy.pool_policy_ops(request.path))
 
     @leader_only
     def ListPools(self, request, context):
-        return master_pb2.ListPoolsResponse(pools=self.pools.list())
+        caller = self._caller()
+        return master_pb2.ListPoolsResponse(pools=[p for p in self.pools.list() if self.access.sees_pool(caller, p.path)])
 
     # ---- ApplicationMasters ----
 
@@ -265,6 +333,7 @@ class MasterService(master_pb2_grpc.MasterServicer):
 
     @leader_only
     def DrainNode(self, request, context):
+        self.access.require_admin(self._caller(), "drain nodes")
         info = self.m.node_view.node(request.node_id)
         if info is None and not request.undo:
             raise Conflict("not_found", f"no live node named {request.node_id!r}")
@@ -279,7 +348,7 @@ class MasterService(master_pb2_grpc.MasterServicer):
 
     @leader_only
     def ControlInstances(self, request, context):
-        record = self.m.table.get(request.name)
+        record = self._app(self._caller(), request.name, CONTROL_CAPABILITY.get(request.action, "kill"))
         containers = self.m.node_view.app_containers(record.app_id)
         record = instance_ops.control(self.m.table, request.name, request.action, request.instance_ids, containers)
         self.m.events.record(record.app_id, instance_ops.control_events(request.action, request.instance_ids))
@@ -306,13 +375,18 @@ class MasterService(master_pb2_grpc.MasterServicer):
 
     @leader_only
     def UpdateApp(self, request, context):
+        caller = self._caller()
+        self._app(caller, request.name, "submit")
         spec = spec_mod.validate(request.spec)
+        tenancy_rpc.require_privileged(self.access, caller, spec)
+        spec_mod.check_host_paths(spec, self.m.cfg.host_path_allow)
         record = rollouts.update_app(self.m.table, request.name, spec, list(request.instance_ids))
         self.m.events.record(record.app_id, [rollouts.event(record, "user")])
         return self._app_status(record)
 
     @leader_only
     def RollbackApp(self, request, context):
+        self._app(self._caller(), request.name, "submit")
         record = rollouts.rollback_app(self.m.table, request.name)
         self.m.events.record(record.app_id, [rollouts.event(record, "user")])
         return self._app_status(record)
@@ -342,7 +416,7 @@ class MasterService(master_pb2_grpc.MasterServicer):
 
     @leader_only
     def ListEvents(self, request, context):
-        record = self.m.table.get(request.name)
+        record = self._app(self._caller(), request.name, "read")
         limit = request.limit or events_mod.DEFAULT_LIMIT
         if not 0 < limit <= events_mod.MAX_KEPT:
             raise spec_mod.SpecError("limit", f"must be between 1 and {events_mod.MAX_KEPT}")
@@ -352,9 +426,63 @@ class MasterService(master_pb2_grpc.MasterServicer):
     def WatchApp(self, request, context):
         if request.attempt:   # an AM's watch; attempt 0: an observer's (tests, tools)
             self._am_record(request.app_id, request.attempt)
-        elif self.m.table.by_id(request.app_id) is None:
-            raise Conflict("not_found", f"no application with id {request.app_id!r}")
+        else:
+            caller = self._caller()
+            record = self.m.table.by_id(request.app_id)
+            if record is None or not self.access.readable_app(caller, record):   # another's: as missing
+                raise Conflict("not_found", f"no application with id {request.app_id!r}")
         return watch.serve(self.m, request, context, self._app_status)
+
+    # ---- security: who am I, tenants, users, ACL policies (gaia_master/tenancy_rpc.py) ----
+
+    @leader_only
+    def WhoAmI(self, request, context):
+        return tenancy_rpc.who_am_i(self._caller())
+
+    @leader_only
+    def CreateTenant(self, request, context):
+        return self.tenancy_rpc.create_tenant(self._caller(), request)
+
+    @leader_only
+    def DeleteTenant(self, request, context):
+        return self.tenancy_rpc.delete_tenant(self._caller(), request.name)
+
+    @leader_only
+    def ListTenants(self, request, context):
+        return self.tenancy_rpc.list_tenants(self._caller())
+
+    @leader_only
+    def CreateUser(self, request, context):
+        return self.tenancy_rpc.create_user(self._caller(), request)
+
+    @leader_only
+    def DeleteUser(self, request, context):
+        return self.tenancy_rpc.delete_user(self._caller(), request.name)
+
+    @leader_only
+    def ListUsers(self, request, context):
+        return self.tenancy_rpc.list_users(self._caller(), request.tenant)
+
+    @leader_only
+    def SetAcl(self, request, context):
+        return self.tenancy_rpc.set_acl(self._caller(), request)
+
+    @leader_only
+    def DeleteAcl(self, request, context):
+        return self.tenancy_rpc.delete_acl(self._caller(), request.id)
+
+    @leader_only
+    def ListAcl(self, request, context):
+        return self.tenancy_rpc.list_acl(self._caller(), request.subject, request.pool)
+
+    @leader_only
+    def CreateJoinToken(self, request, context):
+        caller = self._caller()
+        self.access.require_admin(caller, "create join tokens")
+        try:
+            return self.m.join_tokens.create(request.ttl_seconds, request.node_id, created_by=str(caller))
+        except enrol.Refused as e:
+            context.abort(e.code, e.message)
 
     # ---- helpers ----
 
@@ -375,6 +503,7 @@ class MasterService(master_pb2_grpc.MasterServicer):
         return record
 
     def _am_record(self, app_id: str, attempt: int):
+        self.access.require_am(self._caller(), app_id)   # before the lookup: nothing learnt of others
         record = self.m.table.by_id(app_id)
         if record is None:
             raise Conflict("not_found", f"no application with id {app_id!r}")

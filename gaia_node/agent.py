@@ -14,10 +14,13 @@ from gaia_common.keys import Keys
 from gaia_common.masters import current_epoch
 from gaia_common.metrics import serve as serve_metrics
 from gaia_common.pb import node_pb2_grpc
-from gaia_node import capacity, cgroups, drivers
+from gaia_common.security.interceptor import AuthInterceptor
+from gaia_common.security.tls import TlsFiles
+from gaia_node import capacity, cgroups, drivers, gpu_discovery
 from gaia_node.containers import Containers
 from gaia_node.epoch import EpochGuard
 from gaia_node.events import EventLog
+from gaia_node.fencing import AttemptGuard, FencingStore, am_attempt_reader
 from gaia_node.hooks import HookRunner
 from gaia_node.hooks.registry import NodeParts, build_hooks, build_managers, build_usage
 from gaia_node.metrics import NodeMetrics
@@ -64,15 +67,18 @@ class NodeManager:
         if self.cgroups is None:
             log.warning("no cgroups under %s: resource limits will not be enforced", cfg.cgroup_root)
         self.drivers = drivers.load(cfg.drivers, dirs, self.cgroups, cfg)
-        self.etcd = etcd_mod.connect(cfg.etcd, timeout=ETCD_TIMEOUT)
-        self.server = rpc.make_server()
-        self.address = advertised(cfg, rpc.bind(self.server, cfg.listen))
-        self.info = capacity.node_info(cfg, self.node_id, self.address, self.drivers)
+        self.gpus = gpu_discovery.node_gpus(cfg)     # declared in node.yaml, else NVML's
+        self.etcd = etcd_mod.connect_config(cfg, timeout=ETCD_TIMEOUT)
+        self.tls = TlsFiles.from_config(cfg.tls)     # mutual TLS; the callers' roles checked by policy
+        self.auth = AuthInterceptor(cfg.cluster, tls=self.tls is not None)
+        self.server = rpc.make_server(interceptors=[self.auth])
+        self.address = advertised(cfg, rpc.bind(self.server, cfg.listen, tls=self.tls))
+        self.info = capacity.node_info(cfg, self.node_id, self.address, self.drivers, self.gpus)
         self.registration = Registration(self.etcd, cfg.lease_ttl)
         self.registration.set(self.keys.node(self.node_id), self.info.SerializeToString())
         self.events = EventLog(on_record=self.metrics.node_event)
         parts = NodeParts(cfg=cfg, cgroups=self.cgroups, containers=None, events=self.events,
-                          registration=self.registration, metrics=self.metrics)
+                          registration=self.registration, metrics=self.metrics, gpus=self.gpus)
         self.containers = Containers(dirs=dirs, drivers=self.drivers, configured=cfg.drivers,
                                      ports=PortAllocator(*cfg.port_range),
                                      publisher=Publisher(self.registration, self.keys),
@@ -81,7 +87,10 @@ class NodeManager:
         parts.containers = self.containers
         self.meters = build_usage(parts)
         running = self.containers.recover()
-        self.epoch = EpochGuard(lambda: current_epoch(self.etcd, self.keys), errors=ETCD_ERRORS)
+        # the highest epoch and AM attempts seen survive a restart (<state_dir>/fencing.json)
+        self.fencing = FencingStore(cfg.state_dir)
+        self.epoch = EpochGuard(lambda: current_epoch(self.etcd, self.keys), errors=ETCD_ERRORS, store=self.fencing)
+        self.attempts = AttemptGuard(self.fencing, am_attempt_reader(self.etcd, self.keys), errors=ETCD_ERRORS)
         self.registration.start()
         self.epoch.refresh()
         self._every(EPOCH_POLL, self.epoch.refresh, "gaia-node-epoch")
@@ -107,7 +116,7 @@ class NodeManager:
         except ConfigError:  # still none of them: try again later
             return
         self.drivers.update(loaded)  # the container table and the service share this dict
-        self.info = capacity.node_info(self.cfg, self.node_id, self.address, self.drivers)
+        self.info = capacity.node_info(self.cfg, self.node_id, self.address, self.drivers, self.gpus)
         self.registration.set(self.keys.node(self.node_id), self.info.SerializeToString())
         log.info("driver(s) %s available again; %d container(s) re-adopted", ", ".join(sorted(loaded)),
                  self.containers.readopt_waiting())

@@ -13,7 +13,7 @@ from gaia_common import quantity
 from gaia_common.config import ConfigError
 from gaia_common.pb import types_pb2
 from gaia_common.spec import RESOURCE_FIELDS
-from gaia_node import gpus
+from gaia_node import gpu_discovery, gpus
 from gaia_node.isolation import disk
 
 
@@ -53,11 +53,14 @@ def with_overrides(capacity: types_pb2.Resources, overrides: dict) -> types_pb2.
     return out
 
 
-def node_info(cfg, node_id: str, address: str, drivers) -> types_pb2.NodeInfo:
-    devices = gpus.declared(cfg.gpus)
+def node_info(cfg, node_id: str, address: str, drivers, found=None) -> types_pb2.NodeInfo:
+    """`found`: the node's GPUs (gpu_discovery.NodeGpus); looked up (declared, else NVML) when None."""
+    found = gpu_discovery.node_gpus(cfg) if found is None else found
+    devices = list(found.gpus)
     capacity = with_overrides(measured(cfg.state_dir, cfg.disk_pressure_free), cfg.capacity)
     return types_pb2.NodeInfo(
         node_id=node_id, address=address, host_ip=cfg.host_ip,
         capacity=gpus.with_gpus(capacity, devices, cfg.capacity), gpus=devices,
+        gpu_sharing=gpu_discovery.sharing_available(found),
         labels={str(k): str(v) for k, v in (cfg.labels or {}).items()},
         registered_at=time.time(), version=gaia_common.__version__, drivers=sorted(drivers))

@@ -14,6 +14,7 @@ from google.protobuf import json_format
 
 from gaia_common.logctx import log_context
 from gaia_common.pb import types_pb2
+from gaia_common.security import tls as tls_mod
 from gaia_node import state
 from gaia_node.drivers.base import StartFailed, TaskStatus
 from gaia_node.environment import build_env
@@ -148,6 +149,9 @@ class Containers:
         env = build_env(spec, cluster=self.cluster, node_id=self.node_id, host_ip=self.host_ip,
                         host_ports=host_ports)
         self.dirs.create(spec.container_id)
+        if spec.HasField("tls"):   # an AM's certificate: into its own 0600 files, out of the spec
+            env[tls_mod.ENV_DIR] = tls_mod.write_bundle(self.dirs.path(spec.container_id, "tls"), spec.tls)
+            spec.ClearField("tls")  # so no record, status or answer ever carries the key
         ctx = self._context(container, env)
         self.hooks.prestart(ctx)  # raises (after undoing itself) when a hook refuses the spec
         self._save(container)  # before the process exists: a restart then still knows of it

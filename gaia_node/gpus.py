@@ -1,8 +1,9 @@
 """The node's GPUs as the scheduler sees them: model, memory and place in the link tree.
 
-Declared in node.yaml (`gpus:` a list of {model, memory, link_path}) until discovery from
-NVML lands with the vCUDA work. They also set the node's gpu_share (100 per GPU) and
-gpu_memory capacity, unless `capacity:` overrides those.
+Declared in node.yaml (`gpus:` a list of {model, memory, link_path}); without that list the
+node discovers them through NVML (gaia_node/gpu_discovery.py), and a declared list wins. They
+also set the node's gpu_share (100 per GPU) and gpu_memory capacity, unless `capacity:`
+overrides those.
 """
 import re
 

@@ -11,7 +11,8 @@ from gaia_common.pb import types_pb2
 def endpoint(spec: types_pb2.ContainerSpec, status: types_pb2.ContainerStatus) -> types_pb2.ServiceEndpoint:
     return types_pb2.ServiceEndpoint(app=spec.app_name, instance_id=spec.instance_id, host=status.host_ip,
                                      ports=dict(status.host_ports), node_id=status.node_id,
-                                     container_id=spec.container_id, health=status.health)
+                                     container_id=spec.container_id, health=status.health,
+                                     private=spec.private)
 
 
 def registers_service(spec: types_pb2.ContainerSpec, status: types_pb2.ContainerStatus) -> bool:

@@ -1,18 +1,34 @@
-"""The Node gRPC service: epoch check, then the container table; errors become status codes."""
+"""The Node gRPC service: fencing checks, then the container table; errors become status codes.
+
+Every command carries the epoch of the leader that authorised it; one from an
+ApplicationMaster also its attempt (StartContainerRequest.am_attempt, StopContainerRequest
+app_id + am_attempt; 0 from a master). A stale epoch or attempt is FAILED_PRECONDITION and
+counted in NodeReport.refused_commands (gaia_node/epoch.py, gaia_node/fencing.py).
+"""
 import contextlib
 
 import grpc
 
-from gaia_common import resources
+from gaia_common import edge, resources
 from gaia_common.pb import node_pb2, node_pb2_grpc, types_pb2
 from gaia_common.spec import SpecError
 from gaia_node import logs, usage
 from gaia_node.containers import TERMINAL, NotFound
 from gaia_node.drivers.base import StartFailed
 from gaia_node.epoch import StaleEpoch
+from gaia_node.fencing import StaleAttempt
 from gaia_node.ports import PortUnavailable
+from gaia_node.validation import check_host_access
 
+
+class NotYours(Exception):
+    """An ApplicationMaster named a container of another app."""
+
+
+MAX_APP_ID = 200   # app ids become etcd keys and file names
 CODES = ((StaleEpoch, grpc.StatusCode.FAILED_PRECONDITION),
+         (StaleAttempt, grpc.StatusCode.FAILED_PRECONDITION),
+         (NotYours, grpc.StatusCode.PERMISSION_DENIED),
          (SpecError, grpc.StatusCode.INVALID_ARGUMENT),
          (NotFound, grpc.StatusCode.NOT_FOUND),
          (PortUnavailable, grpc.StatusCode.RESOURCE_EXHAUSTED),
@@ -26,7 +42,7 @@ def status_codes(context):
         yield
     except tuple(kind for kind, _ in CODES) as e:
         code = next(code for kind, code in CODES if isinstance(e, kind))
-        context.abort(code, e.args[0] if e.args else str(e))
+        context.abort(code, edge.details(e.args[0] if e.args else e))
 
 
 class NodeService(node_pb2_grpc.NodeServicer):
@@ -36,12 +52,37 @@ class NodeService(node_pb2_grpc.NodeServicer):
     def StartContainer(self, request, context):
         with status_codes(context):
             self.manager.epoch.admit(request.epoch)
+            if request.am_attempt:
+                if request.spec.is_am:
+                    raise NotYours("an ApplicationMaster cannot start an ApplicationMaster (the leader does)")
+                self._admit_am(request.spec.app_id, request.am_attempt, "spec.app_id")
+            # this node's own allow-list, whatever the master let through
+            check_host_access(request.spec, self.manager.cfg.host_path_allow)
             return self.manager.containers.start(request.spec)
 
     def StopContainer(self, request, context):
         with status_codes(context):
             self.manager.epoch.admit(request.epoch)
+            if request.am_attempt:
+                self._admit_am(request.app_id, request.am_attempt, "app_id")
+                self._check_owner(request.app_id, request.container_id)
             return self.manager.containers.stop(request.container_id, request.grace_seconds, request.remove)
+
+    def _admit_am(self, app_id: str, attempt: int, field: str):
+        if attempt < 0:
+            raise SpecError("am_attempt", f"{attempt} must not be negative")
+        if not app_id or "/" in app_id or len(app_id) > MAX_APP_ID:
+            raise SpecError(field, f"{app_id[:MAX_APP_ID]!r} must name the AM's app (no '/')")
+        self.manager.attempts.admit(app_id, attempt)
+
+    def _check_owner(self, app_id: str, container_id: str):
+        """An AM stops only its own app's containers (an unknown one is NOT_FOUND, as ever)."""
+        try:
+            owner = self.manager.containers.get(container_id).spec.app_id
+        except (NotFound, ValueError):
+            return
+        if owner != app_id:
+            raise NotYours(f"container {container_id} is not of app {app_id}")
 
     def Status(self, request, context):
         containers = self.manager.containers.statuses()
@@ -52,7 +93,7 @@ class NodeService(node_pb2_grpc.NodeServicer):
                 status.usage.CopyFrom(usage.measure(self.manager.meters, specs[status.container_id], status))
         return node_pb2.NodeReport(
             info=self.manager.info, containers=containers, known_epoch=self.manager.epoch.known_epoch,
-            refused_commands=self.manager.epoch.refused_commands,
+            refused_commands=self.manager.epoch.refused_commands + self.manager.attempts.refused_commands,
             used=resources.total(s.usage for s in running),
             allocated=resources.total(specs[s.container_id].resources.request for s in running
                                       if s.container_id in specs),

@@ -131,6 +131,7 @@ class Monitor:
                     f.write(str(os.getpid()))
             if "mount" in extra:
                 enter_mount_namespace(mount_proc="pid" in extra)
+                bind_mounts(self.launch.get("binds") or ())   # only ever inside its own namespace
             devnull = os.open(os.devnull, os.O_RDONLY)
             for fd, target in ((devnull, 0), (out, 1), (err, 2)):
                 os.dup2(fd, target)
@@ -160,7 +161,8 @@ class Monitor:
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
 NAMESPACE_FLAGS = {"mount": CLONE_NEWNS, "uts": CLONE_NEWUTS, "ipc": CLONE_NEWIPC, "pid": CLONE_NEWPID}
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 0x40000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND = 0x1, 0x2, 0x4, 0x8, 0x20, 0x1000
+MS_REC, MS_PRIVATE = 0x4000, 0x40000
 _libc = None
 
 
@@ -205,6 +207,19 @@ def enter_mount_namespace(mount_proc: bool) -> None:
     _libc_call("mount", b"none", b"/", None, MS_REC | MS_PRIVATE, None)
     if mount_proc:
         _libc_call("mount", b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+
+
+def bind_mounts(binds) -> None:
+    """In the child's own mount namespace: each {source, target, read_only} bound over its
+    target (which must exist), e.g. the vCUDA preload file over /etc/ld.so.preload."""
+    for bind in binds:
+        source, target = bind["source"].encode(), bind["target"].encode()
+        try:
+            _libc_call("mount", source, target, None, MS_BIND, None)
+            if bind.get("read_only"):
+                _libc_call("mount", b"none", target, None, MS_BIND | MS_REMOUNT | MS_RDONLY, None)
+        except OSError as e:
+            raise OSError(e.errno, f"cannot bind {bind['source']} over {bind['target']}: {e.strerror}") from None
 
 
 if __name__ == "__main__":

@@ -1,6 +1,10 @@
 """Checks of a ContainerSpec that hold whatever the driver: its ids become etcd keys,
 directory and cgroup names, its port names become GAIA_PORT_* variables."""
-from gaia_common.spec import ENV_NAME, PORT_NAME, SpecError, validate_requirements
+import os
+import stat
+
+from gaia_common.spec import (ENV_NAME, PORT_NAME, SpecError, check_host_paths, host_path_allowed, host_paths,
+                              validate_host_access, validate_requirements)
 from gaia_node.state import valid_container_id
 
 
@@ -24,6 +28,7 @@ def validate_container_spec(spec, drivers: dict) -> None:
     if spec.health_check.kind:
         _validate_health_check(spec.health_check, {p.name for p in spec.ports})
     validate_requirements(spec.resources)  # the same rules the master applied; a node trusts no caller
+    validate_host_access(spec, prefix="spec.")
     drivers[spec.driver].validate(spec)
 
 
@@ -52,3 +57,22 @@ def _validate_health_check(check, port_names: set) -> None:
     for name in ("interval_seconds", "timeout_seconds", "initial_delay_seconds", "failure_threshold"):
         if getattr(check, name) < 0:
             raise SpecError(f"{field}.{name}", f"{getattr(check, name)} must not be negative")
+
+
+def check_host_access(spec, allow) -> None:
+    """The node's own word on the host paths a spec asks for, whatever the master allowed:
+    each lies under this node's host_path_allow, also once symlinks are resolved, and exists
+    (volumes' sources and devices: a runtime would otherwise create or guess them)."""
+    check_host_paths(spec, allow, prefix="spec.", whose="this node's")
+    for field, path in host_paths(spec):
+        real = os.path.realpath(path)
+        if real != path and not host_path_allowed(real, allow):
+            raise SpecError(f"spec.{field}", f"{path!r} resolves to {real!r}, outside this node's allowed host paths")
+        if field == "workdir":
+            continue   # made by the process driver if missing
+        try:
+            mode = os.stat(real).st_mode
+        except OSError as e:
+            raise SpecError(f"spec.{field}", f"{path!r} does not exist on this node ({e.strerror})") from None
+        if field.startswith("devices") and not (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)):
+            raise SpecError(f"spec.{field}", f"{path!r} is not a device on this node")

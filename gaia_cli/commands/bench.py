@@ -122,3 +122,36 @@ def render_dns(figures: dict) -> str:
     out = render_table(["FIGURE", "MEASURED", "TARGET", "MET"], rows)
     notes = figures.get("notes") or []
     return out + "".join(f"\n{note}" for note in notes)
+
+
+@click.command()
+@click.option("--seconds", type=click.FloatRange(min=1), default=20, show_default=True,
+              help="Length of each real-GPU training run.")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Runs per real-GPU figure (the median is reported).")
+@click.option("--python", default="", metavar="PATH", help="The interpreter with torch for the real-GPU runs "
+                                                           "(default: this one).")
+@click.option("--gpu", type=click.IntRange(min=0), default=0, show_default=True, help="The GPU (NVML index) to use.")
+@output_option
+def vcuda(seconds, repeats, python, gpu, fmt):
+    """The vCUDA interposer: per-call overhead and share accuracy on the fake driver; on a real
+    GPU with PyTorch, step overhead at share 100, 30/70 and 10/90 splits and an allocation
+    past the memory limit (reported as unmeasured where there is no GPU)."""
+    figures = entry_point("gaia_cli.bench.vcuda")(seconds=seconds, repeats=repeats, python=python, gpu=gpu)
+    from gaia_cli.bench.vcuda import render
+    emit(fmt, figures, render)
+
+
+@click.command("tls")
+@click.option("--submits", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Submits timed per mode (plaintext, mTLS) and channel kind (reused, new).")
+@click.option("--starts", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Container starts timed per mode and channel kind.")
+@click.option("--no-fuzz", "no_fuzz", is_flag=True, help="Skip the fuzz run of the request validators.")
+@output_option
+def tls(submits, starts, no_fuzz, fmt):
+    """The cost of mutual TLS: submit and container-start latency with and without it, on
+    reused and on new channels (target: under 10% extra on reused ones); the fuzz run's figures."""
+    figures = entry_point("gaia_cli.bench.tls")(submits=submits, starts=starts, fuzz=not no_fuzz)
+    from gaia_cli.bench.tls import render
+    emit(fmt, figures, render)

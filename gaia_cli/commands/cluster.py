@@ -7,6 +7,9 @@ The file (~/.gaia/config.yaml, or $GAIA_CONFIG) maps a cluster name to how to re
         etcd: [https://10.0.0.1:2379, https://10.0.0.2:2379]   # to find the masters
         masters: [10.0.0.5:7070]                                # used when etcd is not given
         tls: {ca: /path/ca.pem, cert: /path/me.pem, key: /path/me-key.pem}
+        etcd_user: gaia-prod-client                             # etcd RBAC: reads masters/ only
+        etcd_password_file: /path/client.password
+        etcd_tls: {ca: /path/ca.pem}                            # https:// etcd (cert/key if it asks)
 """
 import os
 
@@ -32,8 +35,15 @@ def _split(values) -> list:
 @click.option("--ca", type=click.Path(exists=True, dir_okay=False), help="CA certificate (PEM).")
 @click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="Client certificate (PEM).")
 @click.option("--key", type=click.Path(exists=True, dir_okay=False), help="Client key (PEM).")
+@click.option("--etcd-user", help="etcd RBAC user to find the masters as (gaia-<cluster>-client).")
+@click.option("--etcd-password-file", type=click.Path(exists=True, dir_okay=False), help="Its password.")
+@click.option("--etcd-ca", type=click.Path(exists=True, dir_okay=False), help="CA of https:// etcd members.")
+@click.option("--etcd-cert", type=click.Path(exists=True, dir_okay=False),
+              help="Client certificate for etcd (with --etcd-key; where etcd asks for one).")
+@click.option("--etcd-key", type=click.Path(exists=True, dir_okay=False), help="Its key.")
 @click.option("--use/--no-use", default=None, help="Make it the current cluster (default: when none is).")
-def add(name, etcd_urls, masters, ca, cert, key, use):
+def add(name, etcd_urls, masters, ca, cert, key, etcd_user, etcd_password_file, etcd_ca, etcd_cert, etcd_key,
+        use):
     """Add (or replace) cluster NAME in the client config."""
     if not valid_cluster_name(name):
         raise CliError(f"cluster name {name!r}: use lowercase letters, digits and '-'", EXIT_BAD_REQUEST)
@@ -55,6 +65,7 @@ def add(name, etcd_urls, masters, ca, cert, key, use):
     tls = {k: os.path.abspath(v) for k, v in (("ca", ca), ("cert", cert), ("key", key)) if v}
     if tls:
         entry["tls"] = tls
+    entry.update(_etcd_login(etcd_user, etcd_password_file, etcd_ca, etcd_cert, etcd_key))
     doc = config.load_client_config()
     existed = name in doc["clusters"]
     doc["clusters"][name] = entry
@@ -63,6 +74,19 @@ def add(name, etcd_urls, masters, ca, cert, key, use):
     config.save_client_config(doc)
     click.echo(f"{'updated' if existed else 'added'} cluster {name}"
                + (" (current)" if doc["current"] == name else ""))
+
+
+def _etcd_login(user, password_file, ca, cert, key) -> dict:
+    """The entry's etcd_user/etcd_password_file and etcd_tls (gaia_common.client.etcd_options)."""
+    if bool(user) != bool(password_file):
+        raise CliError("--etcd-user and --etcd-password-file go together", EXIT_BAD_REQUEST)
+    if bool(cert) != bool(key):
+        raise CliError("--etcd-cert and --etcd-key go together", EXIT_BAD_REQUEST)
+    out = {"etcd_user": user, "etcd_password_file": os.path.abspath(password_file)} if user else {}
+    tls = {k: os.path.abspath(v) for k, v in (("ca", ca), ("cert", cert), ("key", key)) if v}
+    if tls:
+        out["etcd_tls"] = tls
+    return out
 
 
 def render_clusters(doc: dict) -> str:

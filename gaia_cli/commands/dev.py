@@ -4,7 +4,6 @@ import time
 
 import click
 
-from gaia_common.client import MasterClient
 from gaia_cli.commands.submit import read_spec, submit_spec
 from gaia_cli.devcluster import DEFAULT_NAME, DevCluster
 from gaia_cli import procs
@@ -22,6 +21,7 @@ def _banner(cluster: DevCluster, detach: bool) -> str:
             f"{cluster.state['nodes']} node(s)\n"
             f"  cluster: {n}\n"
             f"  etcd:    {cluster.endpoint}\n"
+            f"  tls:     {_tls_line(cluster)}\n"
             f"  files:   {cluster.dir} (logs/, state.json)\n"
             f"try:\n"
             f"  gaia --cluster {n} nodes\n"
@@ -31,8 +31,15 @@ def _banner(cluster: DevCluster, detach: bool) -> str:
             f"  {stop}")
 
 
+def _tls_line(cluster: DevCluster) -> str:
+    files = cluster.state.get("tls")
+    if not files:
+        return "off (plaintext; every caller is the cluster admin)"
+    return f"mutual TLS, CA {files['ca']}; you are user admin ({files['cert']})"
+
+
 def _submit(cluster: DevCluster, spec) -> str:
-    client = MasterClient(cluster.name, etcd_endpoints=[cluster.endpoint])
+    client = cluster.client()
     try:
         return submit_spec(client, spec).app_id
     finally:
@@ -69,8 +76,10 @@ def _watch(cluster: DevCluster):
               help="Submit this app spec once the cluster is up.")
 @click.option("--timeout", type=float, default=60.0, show_default=True, metavar="SECONDS",
               help="How long to wait for a leader and every node.")
+@click.option("--no-tls", "no_tls", is_flag=True,
+              help="Plaintext gRPC, no certificates (every caller is the cluster admin).")
 @click.pass_context
-def dev(click_ctx, name, masters, nodes, detach, example, timeout):
+def dev(click_ctx, name, masters, nodes, detach, example, timeout, no_tls):
     """Run a whole cluster on this machine.
 
     etcd, the masters and the nodes run as processes; their files are in
@@ -83,7 +92,7 @@ def dev(click_ctx, name, masters, nodes, detach, example, timeout):
     cluster.ensure_not_running()
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        cluster.start(masters, nodes, timeout=timeout)
+        cluster.start(masters, nodes, timeout=timeout, tls=not no_tls)
         cluster.wait_ready(timeout)
         if spec is not None:
             click.echo(f"submitted {spec.name}: {_submit(cluster, spec)}")

@@ -41,6 +41,7 @@ def _banner(lab) -> str:
     return (f"lab {n!r} is up: {s['masters']} etcd member(s) and master(s), {s['nodes']} node(s) "
             f"on {s['subnet']}\n"
             f"  cluster: {n}   etcd: {','.join(lab.plan.etcd_endpoints)}\n"
+            f"  TLS on: the CLI is user admin ({lab.security.pki}/admin.crt); nodes enrolled with tokens\n"
             f"  files:   {lab.dir} (hosts/, logs/, state.json)\n"
             f"try:\n"
             f"  gaia --cluster {n} nodes\n"

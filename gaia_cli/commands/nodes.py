@@ -34,6 +34,8 @@ def render_node(n: master_pb2.NodeStatus) -> str:
         ("Capacity", output.resources_brief(info.capacity)),
         ("Allocated", output.resources_brief(n.allocated)),
         ("Drivers", ", ".join(info.drivers) or "-"),
+        ("GPUs", (f"{len(info.gpus)} ({', '.join(sorted({g.model for g in info.gpus}))}"
+                  f"{', shared' if info.gpu_sharing else ''}; gaia node gpus {info.node_id})") if info.gpus else "-"),
         ("Labels", ", ".join(f"{k}={v}" for k, v in sorted(info.labels.items())) or "-"),
         ("Version", info.version or "-"),
         ("Registered", output.timestamp(info.registered_at)),

@@ -52,6 +52,8 @@ def read_pool(path, flags: dict):
             doc["gpu_models"] = list(given["gpu_models"])
         if "max_gpus" in given:
             doc["max_gpus"] = given["max_gpus"]
+        if "tenant" in given:
+            doc["tenant"] = given["tenant"]
         return spec_mod.pool_from_dict(doc)
     except spec_mod.SpecError as e:
         raise CliError(f"{path or 'pool'}: {e.field}: {e.problem}", EXIT_BAD_REQUEST) from None
@@ -64,14 +66,14 @@ def amounts(r) -> str:
 
 def render_pools(response: master_pb2.ListPoolsResponse) -> str:
     rows = [[p.path, f"{p.weight:g}", amounts(p.min), amounts(p.max), ",".join(p.gpu_models) or "any",
-             p.max_gpus or "-"] for p in response.pools]
-    return output.render_table(["POOL", "WEIGHT", "MIN", "MAX", "GPU_MODELS", "MAX_GPUS"], rows)
+             p.max_gpus or "-", p.tenant or "-"] for p in response.pools]
+    return output.render_table(["POOL", "WEIGHT", "MIN", "MAX", "GPU_MODELS", "MAX_GPUS", "TENANT"], rows)
 
 
 def render_pool(p) -> str:
     return output.render_fields([("Pool", p.path), ("Weight", f"{p.weight:g}"), ("Min", amounts(p.min)),
                                  ("Max", amounts(p.max)), ("GPU models", ", ".join(p.gpu_models) or "any"),
-                                 ("Max GPUs", p.max_gpus or "-")])
+                                 ("Max GPUs", p.max_gpus or "-"), ("Tenant", p.tenant or "-")])
 
 
 def pool_options(command):
@@ -83,32 +85,33 @@ def pool_options(command):
         click.option("--max", "max_", metavar="RES=AMOUNT,...", help="Ceiling, e.g. cpu=64."),
         click.option("--gpu-model", "gpu_models", multiple=True, help="Allowed GPU model (repeatable; default any)."),
         click.option("--max-gpus", type=click.IntRange(min=0), help="Whole GPUs the pool may hold (0: no ceiling)."),
+        click.option("--tenant", help="The tenant that owns it and its subtree (default: its parent's)."),
         output.output_option,
     ]):
         command = option(command)
     return command
 
 
-def _send(ctx, method, pool_file, path, weight, min_, max_, gpu_models, max_gpus, fmt):
+def _send(ctx, method, pool_file, path, weight, min_, max_, gpu_models, max_gpus, tenant, fmt):
     pool = read_pool(pool_file, {"path": path, "weight": weight, "min": min_, "max": max_,
-                                 "gpu_models": gpu_models, "max_gpus": max_gpus})
+                                 "gpu_models": gpu_models, "max_gpus": max_gpus, "tenant": tenant})
     output.emit(fmt, ctx.call(method, master_pb2.PoolRequest(pool=pool)), render_pool)
 
 
 @click.command()
 @pool_options
 @pass_context
-def create(ctx, pool_file, path, weight, min_, max_, gpu_models, max_gpus, fmt):
+def create(ctx, pool_file, path, weight, min_, max_, gpu_models, max_gpus, tenant, fmt):
     """Create a pool from FILE (YAML; '-' reads stdin) or from the flags."""
-    _send(ctx, "CreatePool", pool_file, path, weight, min_, max_, gpu_models, max_gpus, fmt)
+    _send(ctx, "CreatePool", pool_file, path, weight, min_, max_, gpu_models, max_gpus, tenant, fmt)
 
 
 @click.command()
 @pool_options
 @pass_context
-def update(ctx, pool_file, path, weight, min_, max_, gpu_models, max_gpus, fmt):
+def update(ctx, pool_file, path, weight, min_, max_, gpu_models, max_gpus, tenant, fmt):
     """Replace a pool's settings with FILE's (or the flags'); unset fields become defaults."""
-    _send(ctx, "UpdatePool", pool_file, path, weight, min_, max_, gpu_models, max_gpus, fmt)
+    _send(ctx, "UpdatePool", pool_file, path, weight, min_, max_, gpu_models, max_gpus, tenant, fmt)
 
 
 @click.command()

@@ -1,7 +1,9 @@
 """A lab's life: up, status, faults (partition, kill), down.
 
 Its files live in $GAIA_LAB_HOME/<name>/ (default ~/.gaia/lab/<name>/): hosts/<host id>/ (the
-rendered configs, etcd data, a node's state dir), logs/, and state.json. state.json holds the
+rendered configs, etcd data, a node's state dir), pki/ and secrets/ (gaia_cli/lab/secure.py),
+logs/, and state.json. As in the Vagrant lab, TLS is on everywhere (gRPC, etcd clients), etcd
+checks logins (RBAC), and nodes enrol with one-time tokens (`gaia node join`). state.json holds the
 plan (name, subnet, sizes: every namespace and link name derives from it) before anything is
 made, and each process (pid and start time) as it starts, so `down` removes exactly what `up`
 made, even after `up` crashed half way.
@@ -17,7 +19,7 @@ import uuid
 
 from gaia_common import config
 from gaia_common.client import GaiaError, MasterClient
-from gaia_common.etcd import TRANSIENT, connect, find_etcd_binary
+from gaia_common.etcd import TRANSIENT, find_etcd_binary
 from gaia_common.keys import valid_cluster_name
 from gaia_common.pb import master_pb2
 from gaia_node.network import links
@@ -25,8 +27,11 @@ from gaia_cli import procs
 from gaia_cli.errors import EXIT_BAD_REQUEST, EXIT_NOT_FOUND, CliError
 from gaia_cli.lab import net, render
 from gaia_cli.lab.plan import DEFAULT_NAME, LabPlan, collision, pick_subnet
+from gaia_cli.lab.secure import LabSecurity
 
 TOKEN_ENV = "GAIA_LAB_TOKEN"          # marks every process a lab starts (and theirs), for `down`
+JOIN_TIMEOUT = 60.0                   # seconds one node's `gaia node join` may take
+JOINS_AT_ONCE = 16
 _REPO_ROOT = str(pathlib.Path(__file__).resolve().parents[2])
 
 
@@ -44,6 +49,7 @@ class Lab:
         self.state_path = self.dir / "state.json"
         self.state = {}
         self.children = []              # Popen objects this process started, reaped on down
+        self.security = LabSecurity(self.dir, name)
 
     # ---- state.json ----
 
@@ -92,15 +98,20 @@ class Lab:
             raise CliError(f"lab {self.name!r}: processes of an earlier run survive SIGKILL; see {self.state_path}")
         self._plan_and_record(nodes, masters, subnet)
         net.make_switch(self.plan)
+        self.security.make()
         for host in self.plan.hosts():
             net.make_host(self.plan, host)
             render.configure(self.plan, host, self.host_dir(host))
+            if host.role == "master":
+                self.security.give_master(host, self.host_dir(host))
         deadline = time.monotonic() + timeout
         self._start_etcd(deadline)
+        self.security.setup_etcd(self.plan.etcd_endpoints)
         self._register_client_config()
         for host in self._hosts("master"):
             self._spawn(host, "master", self._daemon_argv("master", host))
         self._wait(deadline, self._masters_ready, "the masters")
+        self._enrol_nodes(deadline)
         for host in self._hosts("node"):
             self._spawn(host, "node", self._daemon_argv("node", host))
         self._wait(deadline, self._nodes_ready, "the nodes")
@@ -125,7 +136,56 @@ class Lab:
         return [h for h in self.plan.hosts() if h.role == role]
 
     def _daemon_argv(self, role: str, host) -> list:
-        return [sys.executable, "-m", "gaia_cli", role, "run", "--config", str(self.host_dir(host) / f"{role}.yaml")]
+        return [sys.executable, "-m", "gaia_cli", role, "run", "--config", str(self.config_path(role, host))]
+
+    def config_path(self, role: str, host) -> pathlib.Path:
+        """A master's rendered master.yaml; a node's node.yaml as `gaia node join` wrote it."""
+        if role == "node":
+            return self.host_dir(host) / "state" / "node.yaml"
+        return self.host_dir(host) / f"{role}.yaml"
+
+    # ---- enrolment ----
+
+    def _enrol_nodes(self, deadline: float):
+        """A one-time token per node (bound to its id), then `gaia node join` inside the node's
+        own namespace, as on a new machine: its key is made there and never leaves it. At most
+        JOINS_AT_ONCE joins run together (each is a Python process)."""
+        hosts = self._hosts("node")
+        client = self._client()
+        try:
+            tokens = {h.id: client.call("CreateJoinToken", master_pb2.JoinTokenRequest(node_id=h.id, ttl_seconds=600))
+                      for h in hosts}
+        finally:
+            client.close()
+        for i in range(0, len(hosts), JOINS_AT_ONCE):
+            batch = [(host, self._join(host, tokens[host.id].token)) for host in hosts[i:i + JOINS_AT_ONCE]]
+            for host, proc in batch:
+                self._joined(host, proc, deadline)
+
+    def _joined(self, host, proc: subprocess.Popen, deadline: float):
+        try:
+            code = proc.wait(max(1.0, min(JOIN_TIMEOUT, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = "timeout"
+        if code != 0:
+            log = self.logs / f"{host.id}-join.log"
+            raise CliError(f"{host.id}: gaia node join failed ({code}); the end of {log}:\n{procs.log_tail(str(log))}")
+
+    def _join(self, host, token: str) -> subprocess.Popen:
+        argv = [sys.executable, "-m", "gaia_cli", "node", "join", "--cluster", self.name,
+                "--ca", self.security.admin_tls["ca"], "--state-dir", str(self.host_dir(host) / "state"),
+                "--id", host.id, "--config", str(self.host_dir(host) / "node.yaml"), "--retry-for", "20"]
+        for address in self.plan.join_addresses:
+            argv += ["--master", address]
+        command = [sys.executable, "-m", "gaia_cli.lab.enter", links.netns_path(host.netns), *argv]
+        env = dict(os.environ, GAIA_JOIN_TOKEN=token,     # not on the command line, where ps shows it
+                   PYTHONPATH=os.pathsep.join(filter(None, [_REPO_ROOT, os.environ.get("PYTHONPATH")])))
+        with open(self.logs / f"{host.id}-join.log", "ab") as log:
+            proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    cwd=self.host_dir(host), env=env, start_new_session=True)
+        self.children.append(proc)
+        return proc
 
     def _spawn(self, host, role: str, argv: list, env_extra: dict = None):
         """`argv` inside `host`'s namespaces (gaia_cli/lab/enter.py), in a session of its own,
@@ -160,7 +220,7 @@ class Lab:
         """Every member answers and names the same leader."""
         leaders = set()
         for endpoint in self.plan.etcd_endpoints:
-            client = connect([endpoint], timeout=1)
+            client = self.security.etcd([endpoint], timeout=1)
             try:
                 leader = client.status().leader
                 leaders.add(leader.name if leader else "")
@@ -169,7 +229,11 @@ class Lab:
         return len(leaders) == 1 and "" not in leaders, f"members' leaders: {sorted(leaders)}"
 
     def _client(self) -> MasterClient:
-        return MasterClient(self.name, etcd_endpoints=self.plan.etcd_endpoints, retry_for=0.5, deadline=2.0)
+        return self.client(retry_for=0.5, deadline=2.0)
+
+    def client(self, **kwargs) -> MasterClient:
+        """A client of the lab's cluster as its CLI is: user admin, the client's etcd login."""
+        return self.security.client(self.plan.etcd_endpoints, **kwargs)
 
     def _masters_ready(self):
         client = self._client()
@@ -213,7 +277,7 @@ class Lab:
 
     def _register_client_config(self):
         doc = config.load_client_config()
-        doc["clusters"][self.name] = {"etcd": self.plan.etcd_endpoints}
+        doc["clusters"][self.name] = self.security.client_entry(self.plan.etcd_endpoints)
         if not doc["current"]:
             doc["current"] = self.name
         config.save_client_config(doc)
@@ -321,7 +385,7 @@ class Lab:
     def _forget(self):
         """Remove state.json and the client config's entry for this lab (if still ours)."""
         doc = config.load_client_config()
-        if self.state and doc["clusters"].get(self.name) == {"etcd": self.plan.etcd_endpoints}:
+        if self.state and doc["clusters"].get(self.name) == self.security.client_entry(self.plan.etcd_endpoints):
             del doc["clusters"][self.name]
             if doc["current"] == self.name:
                 doc["current"] = ""

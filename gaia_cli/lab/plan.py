@@ -8,8 +8,9 @@ import hashlib
 import ipaddress
 
 DEFAULT_NAME = "lab"
-MASTER_PORT = 7070           # the Vagrantfile's MASTER_PORT / NODE_PORT
+MASTER_PORT = 7070           # the Vagrantfile's MASTER_PORT / NODE_PORT / JOIN_PORT
 NODE_PORT = 7071
+JOIN_PORT = 7072             # the masters' enrolment port (gaia node join)
 ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
 MASTER_OFFSET = 10           # gaia-master-<i> at subnet + 10 + i, as GAIA_SUBNET.<10+i>
@@ -85,7 +86,12 @@ class LabPlan:
 
     @property
     def etcd_endpoints(self) -> list:
-        return [f"http://{h.ip}:{ETCD_CLIENT_PORT}" for h in self.hosts() if h.role == "master"]
+        return [f"https://{h.ip}:{ETCD_CLIENT_PORT}" for h in self.hosts() if h.role == "master"]
+
+    @property
+    def join_addresses(self) -> list:
+        """Every master's enrolment port: a joining node takes the first that answers."""
+        return [f"{h.ip}:{JOIN_PORT}" for h in self.hosts() if h.role == "master"]
 
     @property
     def etcd_initial_cluster(self) -> str:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 from gaia_cli.errors import CliError
-from gaia_cli.lab.plan import MASTER_PORT, NODE_PORT, Host, LabPlan
+from gaia_cli.lab.plan import JOIN_PORT, MASTER_PORT, NODE_PORT, Host, LabPlan
 
 VAGRANT = pathlib.Path(__file__).resolve().parents[2] / "vagrant"
 CONFIGURE = VAGRANT / "provision" / "configure.sh"
@@ -23,11 +23,22 @@ def settings(plan: LabPlan, host: Host, host_dir: pathlib.Path) -> dict:
            "GAIA_PYTHON": sys.executable, "GAIA_LAB": "netns", "GAIA_ID": host.id, "GAIA_IP": host.ip}
     if host.role == "master":
         env.update(GAIA_PORT=str(MASTER_PORT), GAIA_ETCD_INITIAL_CLUSTER=plan.etcd_initial_cluster,
-                   GAIA_ETCD_DATA_DIR=str(host_dir / "etcd"))
+                   GAIA_ETCD_DATA_DIR=str(host_dir / "etcd"), GAIA_JOIN_PORT=str(JOIN_PORT),
+                   GAIA_TLS_DIR=str(tls_dir(host_dir)), GAIA_SECRETS_DIR=str(secrets_dir(host_dir)))
     else:
         env.update(GAIA_PORT=str(NODE_PORT), GAIA_STATE_DIR=str(host_dir / "state"),
                    GAIA_CGROUP_PARENT=cgroup_parent(plan, host))
     return env
+
+
+def tls_dir(host_dir: pathlib.Path) -> pathlib.Path:
+    """A master's certificates: ca.crt, ca.key, master.crt/.key, etcd.crt/.key (the VM's /etc/gaia/tls)."""
+    return host_dir / "tls"
+
+
+def secrets_dir(host_dir: pathlib.Path) -> pathlib.Path:
+    """A master's etcd password files (the VM's /etc/gaia/etcd)."""
+    return host_dir / "secrets"
 
 
 def cgroup_parent(plan: LabPlan, host: Host) -> str:

@@ -26,7 +26,7 @@ import time
 from typing import Optional
 
 from gaia_common.spec import SpecError
-from gaia_node import state
+from gaia_node import gpu_share, state
 from gaia_node.cgroups import Limits
 from gaia_node.drivers.base import Capabilities, StartFailed, TaskStatus
 from gaia_node.environment import expand_args
@@ -99,6 +99,8 @@ class DockerDriver:
         self.cgroup_driver = info.get("CgroupDriver", "cgroupfs")
         self.cgroup_version = "v" + str(info.get("CgroupVersion") or "1")
         self.live_restore = bool(info.get("LiveRestoreEnabled"))
+        # GPUs go through the engine's nvidia device driver where it has one, else as device nodes
+        self.nvidia_runtime = "nvidia" in (info.get("Runtimes") or {})
         if not self.live_restore:
             log.warning("the Docker engine runs without --live-restore: restarting it stops every container")
         try:
@@ -130,6 +132,9 @@ class DockerDriver:
         if spec.namespaces:
             raise SpecError("spec.namespaces", "the docker driver always gives a container its own pid, mount, "
                                                "uts and ipc namespaces; the list is for the process driver")
+        for i, device in enumerate(spec.devices):   # the engine's device syntax is host:container:permissions
+            if ":" in device:
+                raise SpecError(f"spec.devices[{i}]", f"{device!r}: the docker driver cannot pass a path with ':'")
 
     # ---- start ----
 
@@ -158,10 +163,14 @@ class DockerDriver:
         # The scratch dir (the disk hook's, measured against the disk quota) is mounted at the
         # same path, so $GAIA_SCRATCH means the same inside as on the node.
         scratch = env.get("GAIA_SCRATCH")
+        binds = {scratch: {"bind": scratch, "mode": "rw"}} if scratch else {}
+        # a GPU container's devices, and its vCUDA library, config, preload and region (gpu_share)
+        gpu = gpu_share.docker_options(self.dirs.path(spec.container_id), self.nvidia_runtime)
+        binds.update(gpu.pop("binds", {}))
+        gpu.update(self._host_access(spec, gpu.pop("devices", [])))
         host_config = self.api.create_host_config(
             network_mode="host" if spec.host_network else "none", cgroup_parent=cgroup_parent,
-            log_config=LOG_CONFIG, binds={scratch: {"bind": scratch, "mode": "rw"}} if scratch else None,
-            **self._resources(spec))
+            log_config=LOG_CONFIG, binds=binds or None, **self._resources(spec), **gpu)
         request = dict(image=spec.image, command=expand_args(spec.command, env) or None,
                        name=engine_name(spec.container_id), environment=env, working_dir=self._workdir(spec),
                        labels=self._labels(spec), host_config=host_config, detach=True, stdin_open=False, tty=False)
@@ -173,6 +182,23 @@ class DockerDriver:
         # 409: the name is taken by a container the node does not know of (it died mid-start)
         self.api.remove_container(engine_name(spec.container_id), force=True)
         return self.api.create_container(**request)["Id"]
+
+    @staticmethod
+    def _host_access(spec, devices: list) -> dict:
+        """The spec's volumes (bind mounts: the engine refuses a missing source rather than
+        creating it), devices (added to `devices`, the GPUs' if any) and privileged flag; the
+        master and the node have checked them against their allow-lists."""
+        import docker
+        out = {}
+        if spec.volumes:
+            out["mounts"] = [docker.types.Mount(v.container_path, v.host_path, type="bind", read_only=v.read_only)
+                             for v in spec.volumes]
+        devices = list(devices) + [f"{d}:{d}:rwm" for d in spec.devices]
+        if devices:
+            out["devices"] = devices
+        if spec.privileged:
+            out["privileged"] = True
+        return out
 
     def _cgroup_parent(self, spec) -> str:
         if self.cgroup_driver == "systemd":

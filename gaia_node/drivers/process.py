@@ -16,7 +16,7 @@ import time
 from typing import Optional
 
 from gaia_common.spec import SpecError
-from gaia_node import procs, state
+from gaia_node import gpu_share, procs, state
 from gaia_node.cgroups import Limits
 from gaia_node.drivers.base import Capabilities, StartFailed, TaskStatus
 from gaia_node.environment import expand_args
@@ -65,6 +65,28 @@ class ProcessDriver:
             if name not in capabilities.namespaces:
                 raise SpecError(f"spec.namespaces[{i}]", f"this node cannot create a {name} namespace "
                                                          "(the node manager is not root)")
+        self._validate_host_access(spec, "mount" in capabilities.namespaces)
+
+    @staticmethod
+    def _validate_host_access(spec, root: bool) -> None:
+        """What the process driver can honour of volumes, devices and privileged, refused with
+        the reason rather than ignored. A task runs on the node's own filesystem: a volume is a
+        bind mount over an existing path, in a mount namespace of the task's own (root only).
+        Devices are the node's own, reachable as the node manager's user can reach them (the
+        node checked they exist). A privileged task runs with the node manager's full rights
+        (root): no capability is dropped for any task, so only a root node manager can give them."""
+        for i, volume in enumerate(spec.volumes):
+            where = f"spec.volumes[{i}]"
+            if not root:
+                raise SpecError(where, "needs a mount namespace of its own: this node manager is not root")
+            if not os.path.exists(volume.container_path):
+                raise SpecError(f"{where}.container_path", f"{volume.container_path!r} does not exist on this node: "
+                                                           "the process driver binds over an existing path of the "
+                                                           "node's filesystem (use the docker driver for new ones)")
+            if os.path.isdir(volume.host_path) != os.path.isdir(volume.container_path):
+                raise SpecError(f"{where}.container_path", "a directory binds over a directory, a file over a file")
+        if spec.privileged and not root:
+            raise SpecError("spec.privileged", "this node manager is not root: it cannot run a privileged task")
 
     # ---- start ----
 
@@ -75,6 +97,11 @@ class ProcessDriver:
         handle = ProcessHandle(spec.container_id)
         launch = {"command": expand_args(spec.command, env), "env": env, "cwd": cwd,
                   "cgroup_procs": self._make_cgroups(spec), "netns": netns, "namespaces": list(spec.namespaces)}
+        if spec.volumes:   # bound by the shim's child, inside a mount namespace of its own
+            launch["namespaces"] = sorted(set(launch["namespaces"]) | {"mount"})
+            launch.setdefault("binds", []).extend({"source": v.host_path, "target": v.container_path,
+                                                   "read_only": v.read_only} for v in spec.volumes)
+        gpu_share.extend_launch(launch, directory, launch["namespaces"])   # devices cgroup, vCUDA preload
         try:
             state.write_json_atomic(os.path.join(directory, state.LAUNCH), launch)
             self._wait_for_report(handle, self._spawn_shim(directory))

@@ -18,6 +18,8 @@ from gaia_common.config import ConfigError, default_id
 from gaia_common.keys import Keys
 from gaia_common.masters import current_epoch
 from gaia_common.pb import node_pb2, node_pb2_grpc, types_pb2
+from gaia_common.security.interceptor import AuthInterceptor
+from gaia_common.security.tls import TlsFiles
 from gaia_node import gpus, publish
 from gaia_node.agent import advertised
 from gaia_node.capacity import with_overrides
@@ -100,8 +102,11 @@ class HollowFleet:
 
     def start(self) -> "HollowFleet":
         cfg = self.cfg
-        self.server = rpc.make_server(max_workers=16)
-        self.address = advertised(cfg, rpc.bind(self.server, cfg.listen))
+        # one certificate for the whole fleet (its `tls:`): a hollow node never calls anyone, and
+        # callers are checked exactly as a real node checks them
+        tls = TlsFiles.from_config(cfg.tls)
+        self.server = rpc.make_server(max_workers=16, interceptors=[AuthInterceptor(cfg.cluster, tls=tls is not None)])
+        self.address = advertised(cfg, rpc.bind(self.server, cfg.listen, tls=tls))
         devices = gpus.declared(cfg.gpus)
         capacity = gpus.with_gpus(with_overrides(with_overrides(types_pb2.Resources(), DEFAULT_CAPACITY),
                                                  cfg.capacity), devices, cfg.capacity)

@@ -5,7 +5,7 @@ reclaim, disk pressure) called every `interval` seconds by the agent.
 """
 import dataclasses
 
-from gaia_node import health, partition
+from gaia_node import gpu_share, health, partition
 from gaia_node.isolation import cpu, disk, disk_io, memory
 from gaia_node.network import hook as network
 
@@ -20,6 +20,7 @@ class NodeParts:
     registration: object = None   # gaia_node.registration.Registration (the node's lease)
     health: object = None  # gaia_node.health.HealthChecks: made by build_hooks, ticked as a manager
     metrics: object = None  # gaia_node.metrics.NodeMetrics, or None
+    gpus: object = None    # gaia_node.gpu_discovery.NodeGpus: the node's GPUs (declared or NVML's)
 
 
 def build_hooks(parts: NodeParts) -> list:
@@ -27,6 +28,7 @@ def build_hooks(parts: NodeParts) -> list:
     hooks.append(disk.hook(parts))           # scratch dir, GAIA_SCRATCH
     hooks.append(disk_io.hook(parts))        # blkio throttle / io.max
     hooks.append(network.hook(parts))        # netns, veth, address, tc shaping, port DNAT
+    hooks.append(gpu_share.hook(parts))      # GPU devices; vCUDA config, preload, region
     if parts.cgroups is not None:
         hooks.append(memory.hook(parts))     # a kernel OOM kill is reported as one
     hooks.append(health.hook(parts))         # last: probes start once everything else is set up

@@ -20,6 +20,8 @@ from gaia_common.client import MasterClient
 from gaia_common.config import NodeConfig
 from gaia_common.etcd import connect
 from gaia_common.keys import Keys
+from gaia_common.security.identity import Identity
+from gaia_common.security.pki import CertificateAuthority
 from gaia_node.network import hook as network_hook
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -52,8 +54,9 @@ def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "cond
 
 
 class LocalCluster:
-    def __init__(self, etcd_endpoint, name: str, workdir):
-        """`etcd_endpoint`: one URL, or a list of the members' URLs."""
+    def __init__(self, etcd_endpoint, name: str, workdir, tls: bool = False):
+        """`etcd_endpoint`: one URL, or a list of the members' URLs. `tls`: mutual TLS everywhere,
+        with a CA made in <workdir>/tls; the client config and client() present user `admin`."""
         self.etcd_endpoints = [etcd_endpoint] if isinstance(etcd_endpoint, str) else list(etcd_endpoint)
         self.etcd_endpoint = self.etcd_endpoints[0]
         self.name = name
@@ -62,10 +65,33 @@ class LocalCluster:
         self.masters = []     # Popen
         self.nodes = {}       # node_id -> Popen
         self.client_config = os.path.join(self.workdir, "client.yaml")
+        self.ca = CertificateAuthority.create(os.path.join(self.workdir, "tls"), name) if tls else None
+        self.admin_tls = self.tls_files("user", "admin")
+        entry = {"etcd": self.etcd_endpoints, **({"tls": self.admin_tls} if tls else {})}
         with open(self.client_config, "w") as f:
-            yaml.safe_dump({"current": name, "clusters": {name: {"etcd": self.etcd_endpoints}}}, f)
+            yaml.safe_dump({"current": name, "clusters": {name: entry}}, f)
         self.etcd = connect(self.etcd_endpoints)
         self._clients = []
+
+    def tls_files(self, role: str, name: str, **issue) -> dict:
+        """A certificate of this cluster's CA for `role`/`name` ({ca, cert, key}), None without TLS."""
+        if self.ca is None:
+            return None
+        directory = os.path.join(self.workdir, "tls")
+        stem = f"{role}-{name}" + ("-" + issue.pop("stem") if "stem" in issue else "")
+        identity = (Identity.am(self.name, name, issue.pop("attempt")) if role == "am"
+                    else Identity(role, name, self.name))
+        hosts = () if role in ("user", "am") else ("127.0.0.1", "localhost")
+        self.ca.issue(identity, hosts=hosts, directory=directory, stem=stem, **issue)
+        return {"ca": os.path.join(directory, "ca.crt"), "cert": os.path.join(directory, f"{stem}.crt"),
+                "key": os.path.join(directory, f"{stem}.key")}
+
+    def _with_tls(self, config: dict, role: str, name: str) -> dict:
+        if self.ca is not None:
+            config.setdefault("tls", self.tls_files(role, name))
+            if role == "master":
+                config.setdefault("ca_key", os.path.join(self.workdir, "tls", "ca.key"))
+        return config
 
     # ---- processes ----
 
@@ -89,7 +115,7 @@ class LocalCluster:
         n = len(self.masters) + 1
         config = {"cluster": self.name, "etcd": self.etcd_endpoints, "listen": "127.0.0.1:0",
                   "id": f"{self.name}-m{n}", "lease_ttl": lease_ttl, **overrides}
-        proc = self._spawn("master", config, f"master-{n}", env_extra)
+        proc = self._spawn("master", self._with_tls(config, "master", config["id"]), f"master-{n}", env_extra)
         self.masters.append(proc)
         return proc
 
@@ -98,7 +124,7 @@ class LocalCluster:
         config = {"cluster": self.name, "etcd": self.etcd_endpoints, "listen": "127.0.0.1:0",
                   "id": node_id, "state_dir": os.path.join(self.workdir, node_id),
                   "cgroup_parent": f"gaia-{self.name}", "lease_ttl": 3, **overrides}
-        proc = self._spawn("node", config, node_id)
+        proc = self._spawn("node", self._with_tls(config, "node", node_id), node_id)
         self.nodes[node_id] = proc
         return proc
 
@@ -107,13 +133,14 @@ class LocalCluster:
         base_id = base_id or f"{self.name}-h"
         config = {"cluster": self.name, "etcd": self.etcd_endpoints, "listen": "127.0.0.1:0",
                   "id": base_id, "lease_ttl": 3, **overrides}
-        proc = self._spawn("node", config, base_id, args=("--hollow", str(count)))
+        proc = self._spawn("node", self._with_tls(config, "node", base_id), base_id, args=("--hollow", str(count)))
         self.nodes[base_id] = proc
         return proc
 
     # ---- views ----
 
     def client(self, **kwargs) -> MasterClient:
+        kwargs.setdefault("tls", self.admin_tls)
         c = MasterClient(self.name, etcd_endpoints=self.etcd_endpoints, **kwargs)
         self._clients.append(c)
         return c

@@ -70,7 +70,8 @@ def test_dev_up_answers_and_down_leaves_nothing(gaia, cluster_name):
         # first, so that no leader collects this container of no app before `down` runs.
         master = next(r for r in state["processes"] if r["role"] == "master")
         os.kill(master["pid"], signal.SIGKILL)
-        container = start_container(name, doc["masters"][0]["epoch"], json.loads(nodes.stdout)["nodes"][0])
+        container = start_container(name, doc["masters"][0]["epoch"], json.loads(nodes.stdout)["nodes"][0],
+                                    master_tls(gaia.home / name, state))
 
         again = gaia("dev", "--detach", "--masters", "1", "--nodes", "1", "--name", name)
         assert again.returncode == 2 and "already up" in again.stderr
@@ -88,13 +89,22 @@ def test_dev_up_answers_and_down_leaves_nothing(gaia, cluster_name):
     assert name not in listed["clusters"]
 
 
-def start_container(cluster: str, epoch: str, node: dict) -> psutil.Process:
-    """`sleep 600` on the dev cluster's node, started through the node's API as an AM would."""
+def master_tls(directory, state: dict):
+    """TLS on (gaia dev's default): the node takes commands from its masters' certificates only."""
+    from gaia_common.security.tls import TlsFiles
+    if not state.get("tls"):
+        return None
+    d = directory / "tls"
+    return TlsFiles(str(d / "ca.crt"), str(d / "master-dev-master-1.crt"), str(d / "master-dev-master-1.key"))
+
+
+def start_container(cluster: str, epoch: str, node: dict, tls=None) -> psutil.Process:
+    """`sleep 600` on the dev cluster's node, started through the node's API as a master would."""
     from gaia_common import rpc
     from gaia_common.pb import node_pb2, node_pb2_grpc, types_pb2
     spec = types_pb2.ContainerSpec(container_id="sleeper.0.1", app_id="sleeper", app_name="sleeper",
                                    instance_id="0", driver="process", command=["sleep", "600"], cluster=cluster)
-    channel = rpc.channel(node["info"]["address"])
+    channel = rpc.channel(node["info"]["address"], tls=tls)
     try:
         status = node_pb2_grpc.NodeStub(channel).StartContainer(
             node_pb2.StartContainerRequest(epoch=int(epoch), spec=spec), timeout=30)

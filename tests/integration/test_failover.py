@@ -202,7 +202,8 @@ def test_node_refuses_commands_of_a_deposed_leader(make_cluster):
     client = cluster.client(retry_for=30)
     submit(client, "guarded", instances=1)
     wait_for(lambda: psutil.Process(a.pid).status() == psutil.STATUS_STOPPED, 20, what="A to pause")
-    wait_for(lambda: (lambda l: l and l.epoch != first.epoch)(cluster.leader()), 15, what="B to lead")
+    new = wait_for(lambda: (lambda l: l if l and l.epoch != first.epoch else None)(cluster.leader()), 15,
+                   what="B to lead")
     running = wait_for(lambda: (lambda p: p if len(p) == 2 else None)(instance_processes(client, "guarded")),
                        60, what="B to run the app")
     os.kill(a.pid, signal.SIGCONT)  # A now sends its StartContainer with the old epoch
@@ -214,3 +215,9 @@ def test_node_refuses_commands_of_a_deposed_leader(make_cluster):
         stub.Status(node_pb2.NodeStatusRequest(), timeout=5)), 20, what="the node to refuse A's command")
     assert report.known_epoch > first.epoch
     assert instance_processes(client, "guarded") == running, "the deposed leader's command changed something"
+    # and no write of A's landed in etcd once B wrote (the resumed A is fenced there too)
+    time.sleep(1)
+    writes = [(e.mod_revision, decode_epoch(e.key.decode(), e.value, cluster.keys))
+              for e in history(cluster.etcd, cluster.keys.root, 1) if type(e).__name__ == "PutEvent"]
+    b_first = min(rev for rev, epoch in writes if epoch == new.epoch)
+    assert not [w for w in writes if w[1] == first.epoch and w[0] > b_first], "A wrote after B led"

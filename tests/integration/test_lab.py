@@ -6,12 +6,14 @@ One lab serves the module (bringing it up takes seconds); the tests run in file 
 last ones take it down."""
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
 import threading
 import time
 
+import grpc
 import psutil
 import pytest
 
@@ -20,8 +22,11 @@ from gaia_cli.lab import net, render
 from gaia_cli.lab.lab import TOKEN_ENV, Lab
 from gaia_common import config
 from gaia_common.client import MasterClient
-from gaia_common.etcd import connect
 from gaia_common.pb import master_pb2, types_pb2
+from gaia_common.etcd import TRANSIENT, connect, read_password
+from gaia_common.keys import Keys
+from gaia_common.security.identity import Identity
+from gaia_common.security.pki import identity_of
 from gaia_node.network import NETNS_DIR, NetworkPlan
 from tests.integration.harness import ROOT, wait_for
 
@@ -62,7 +67,7 @@ class LabCli:
         return lab
 
     def client(self) -> MasterClient:
-        return MasterClient(self.name, etcd_endpoints=self.lab().plan.etcd_endpoints, retry_for=30)
+        return self.lab().client(retry_for=30)      # user admin, the cluster's etcd client login
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +116,37 @@ def test_up_makes_every_host_a_namespace_on_the_lab_bridge(cli):
     assert sorted((n["info"]["node_id"], n["info"]["host_ip"], n["alive"]) for n in nodes) == \
         [(f"gaia-node-{i}", f"{lab.plan.address(100 + i)}", True) for i in (1, 2, 3)]
     assert len(cli.client().masters()) == 3
+
+
+def test_nodes_enrolled_with_tokens_and_etcd_checks_who_asks(cli):
+    """Every node joined with a one-time token: it runs with the certificate and etcd login
+    enrolment gave it; etcd takes no client without a certificate of the lab's CA, nor an
+    anonymous one, and the node login may not write the masters' keys."""
+    lab = cli.lab()
+    for host in lab.plan.hosts():
+        if host.role != "node":
+            continue
+        cfg = config.load_daemon_config(config.NodeConfig, str(lab.config_path("node", host)))
+        assert identity_of(pathlib.Path(cfg.tls["cert"]).read_bytes()) == Identity("node", host.id, cli.name)
+        assert cfg.etcd_user == f"gaia-{cli.name}-node" and cfg.etcd_tls == cfg.tls
+        assert " ".join(lab.process("node", host.id).cmdline()).endswith(str(lab.config_path("node", host)))
+    endpoints = lab.plan.etcd_endpoints
+    with pytest.raises(grpc.RpcError) as anonymous:  # a certificate but no login: its name is no user
+        lab.security.etcd(endpoints).get(Keys(cli.name).leader)
+    assert anonymous.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(TRANSIENT):                    # no client certificate: no TLS session
+        connect(endpoints, timeout=2, ca_file=lab.security.admin_tls["ca"]).get(Keys(cli.name).leader)
+    node = cfg                                        # the last node's settings
+    as_node = connect(endpoints, timeout=5, ca_file=node.tls["ca"], cert_file=node.tls["cert"],
+                      key_file=node.tls["key"], user=node.etcd_user, password=read_password(node.etcd_password_file))
+    with pytest.raises(grpc.RpcError) as refused:
+        as_node.put(Keys(cli.name).leader, b"me")
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # the enrolment port takes no made-up token
+    used = cli.run("node", "join", "--cluster", cli.name, "--master", lab.plan.join_addresses[0],
+                   "--token", "0" * 12 + "." + "x" * 43, "--ca", lab.security.admin_tls["ca"],
+                   "--state-dir", str(lab.dir / "intruder"), "--id", "intruder", check=False)
+    assert used.returncode != 0 and "unknown" in used.stderr
 
 
 def copies(app_id: str, instance: str) -> int:
@@ -169,7 +205,7 @@ def test_a_partitioned_nodes_instances_run_elsewhere(cli, tmp_path):
 
 def etcd_leader(lab: Lab) -> str:
     for endpoint in lab.plan.etcd_endpoints:
-        client = connect([endpoint], timeout=2)
+        client = lab.security.etcd([endpoint], timeout=2)
         try:
             leader = client.status().leader
             if leader is not None:

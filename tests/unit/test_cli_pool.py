@@ -9,7 +9,7 @@ from gaia_common.pb import master_pb2, types_pb2
 from gaia_cli.main import cli
 from tests.unit.cli_fakes import fake_master  # noqa: F401  (fixture)
 
-POOL_KEYS = {"path", "weight", "min", "max", "gpu_models", "max_gpus", "epoch", "updated_unix_ms"}
+POOL_KEYS = {"path", "weight", "min", "max", "gpu_models", "max_gpus", "epoch", "updated_unix_ms", "tenant"}
 EMPTY = types_pb2.Resources()
 
 
@@ -65,8 +65,8 @@ def test_list_and_delete(fake_master):
                        max=EMPTY, gpu_models=["A100"], max_gpus=4),
         types_pb2.Pool(path="default", weight=1, min=EMPTY, max=EMPTY)])
     table = run("pool", "list").stdout.splitlines()
-    assert table[0].split() == ["POOL", "WEIGHT", "MIN", "MAX", "GPU_MODELS", "MAX_GPUS"]
-    assert table[1].split() == ["ads", "2", "cpu=4,memory=1Gi", "-", "A100", "4"]
+    assert table[0].split() == ["POOL", "WEIGHT", "MIN", "MAX", "GPU_MODELS", "MAX_GPUS", "TENANT"]
+    assert table[1].split() == ["ads", "2", "cpu=4,memory=1Gi", "-", "A100", "4", "-"]
     doc = json.loads(run("pool", "list", "-o", "json").stdout)
     assert [p["path"] for p in doc["pools"]] == ["ads", "default"] and set(doc["pools"][1]) == POOL_KEYS
     fake_master.responses["DeletePool"] = types_pb2.Pool(path="ads")

@@ -20,7 +20,8 @@ def test_hosts_are_named_and_addressed_like_the_vagrant_lab():
         ("gaia-master-1", "10.250.7.11"), ("gaia-master-2", "10.250.7.12"), ("gaia-master-3", "10.250.7.13"),
         ("gaia-node-1", "10.250.7.101"), ("gaia-node-2", "10.250.7.102")]
     assert plan.gateway == "10.250.7.1"
-    assert plan.etcd_endpoints == ["http://10.250.7.11:2379", "http://10.250.7.12:2379", "http://10.250.7.13:2379"]
+    assert plan.etcd_endpoints == ["https://10.250.7.11:2379", "https://10.250.7.12:2379", "https://10.250.7.13:2379"]
+    assert plan.join_addresses == ["10.250.7.11:7072", "10.250.7.12:7072", "10.250.7.13:7072"]
     assert plan.etcd_initial_cluster.split(",")[0] == "gaia-master-1=http://10.250.7.11:2380"
 
 
@@ -66,6 +67,14 @@ def test_master_host_renders_loadable_configs(plan, tmp_path):
     assert etcd["ETCD_DATA_DIR"] == str(tmp_path / "etcd")
     assert etcd["ETCD_INITIAL_CLUSTER"] == plan.etcd_initial_cluster
     assert etcd["ETCD_LISTEN_PEER_URLS"] == "http://10.250.3.12:2380"
+    # TLS everywhere, etcd logins, enrolment: the lab's files, where the VM has /etc/gaia/...
+    tls = tmp_path / "tls"
+    assert cfg.tls == {"ca": f"{tls}/ca.crt", "cert": f"{tls}/master.crt", "key": f"{tls}/master.key"}
+    assert cfg.ca_key == f"{tls}/ca.key" and cfg.join_listen == "0.0.0.0:7072"
+    assert cfg.etcd_tls == cfg.tls and cfg.etcd_user == "gaia-lab-master"
+    assert cfg.etcd_password_file == f"{tmp_path}/secrets/gaia-lab-master.password"
+    assert etcd["ETCD_LISTEN_CLIENT_URLS"] == "https://10.250.3.12:2379,https://127.0.0.1:2379"
+    assert (etcd["ETCD_CERT_FILE"], etcd["ETCD_CLIENT_CERT_AUTH"]) == (f"{tls}/etcd.crt", "true")
 
 
 def test_node_host_renders_a_loadable_config(plan, tmp_path):
@@ -76,6 +85,7 @@ def test_node_host_renders_a_loadable_config(plan, tmp_path):
     assert cfg.state_dir == str(tmp_path / "state")
     assert cfg.cgroup_parent == "gaialab-lab-gaia-node-2"   # cgroups are not namespaced
     assert cfg.labels == {"lab": "netns"}
+    assert cfg.tls is None and not cfg.etcd_user    # the base: `gaia node join` adds both
 
 
 def test_a_missing_setting_fails_the_render(plan, tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ TEMPLATES = LAB / "templates"
 # the etcd cluster); the values are shaped like the real ones.
 LAB_ENV = {
     "GAIA_CLUSTER": "lab",
-    "GAIA_ETCD_ENDPOINTS": "http://192.168.56.11:2379,http://192.168.56.12:2379,http://192.168.56.13:2379",
+    "GAIA_ETCD_ENDPOINTS": "https://192.168.56.11:2379,https://192.168.56.12:2379,https://192.168.56.13:2379",
     "GAIA_ETCD_INITIAL_CLUSTER": "gaia-master-1=http://192.168.56.11:2380,gaia-master-2=http://192.168.56.12:2380",
     "GAIA_ID": "gaia-master-1",
     "GAIA_IP": "192.168.56.11",
@@ -28,6 +28,9 @@ LAB_ENV = {
     "GAIA_LAB": "vagrant",
     "GAIA_STATE_DIR": "/var/lib/gaia/node",
     "GAIA_CGROUP_PARENT": "gaia",
+    "GAIA_TLS_DIR": "/etc/gaia/tls",
+    "GAIA_SECRETS_DIR": "/etc/gaia/etcd",
+    "GAIA_JOIN_PORT": "7072",
 }
 
 
@@ -46,7 +49,8 @@ def placeholders(path: pathlib.Path) -> set:
 def vagrant_env(tmp_path):
     if not shutil.which("vagrant"):
         pytest.skip("vagrant is not installed (Debian: apt-get install vagrant)")
-    return dict(os.environ, VAGRANT_DOTFILE_PATH=str(tmp_path / "dot"), VAGRANT_CHECKPOINT_DISABLE="1")
+    return dict(os.environ, VAGRANT_DOTFILE_PATH=str(tmp_path / "dot"), VAGRANT_CHECKPOINT_DISABLE="1",
+                GAIA_LAB_SECRETS=str(tmp_path / "secrets"))   # the lab's CA and tokens: not in the checkout
 
 
 def vagrant_validate(env: dict) -> subprocess.CompletedProcess:
@@ -81,6 +85,9 @@ def test_rendered_master_config(tmp_path):
     assert cfg.advertise == "192.168.56.11:7070"
     assert cfg.listen == "0.0.0.0:7070"
     assert cfg.id == "gaia-master-1"
+    assert cfg.tls["cert"] == "/etc/gaia/tls/master.crt" and cfg.ca_key == "/etc/gaia/tls/ca.key"
+    assert cfg.join_listen == "0.0.0.0:7072" and cfg.etcd_user == "gaia-lab-master"
+    assert cfg.etcd_password_file == "/etc/gaia/etcd/gaia-lab-master.password"
 
 
 def test_rendered_node_config(tmp_path):
