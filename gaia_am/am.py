@@ -11,6 +11,7 @@ import time
 import grpc
 
 from gaia_common.client import GaiaError
+from gaia_common.node_channels import of_allocation
 from gaia_common.pb import master_pb2, types_pb2
 from gaia_am.containers import Nodes, container_id, container_spec, counter_of
 from gaia_am.events import EventReporter
@@ -34,7 +35,8 @@ class ApplicationMaster:
         self.app_id = app_id
         self.attempt = attempt
         self.interval = interval
-        self.nodes = Nodes(app_id, attempt)   # every node command carries the attempt (fencing)
+        # every node command carries the attempt (fencing); nodes are dialed by their cluster's names
+        self.nodes = Nodes(app_id, attempt, getattr(client, "cluster", ""))
         self._asked = {}    # container_id -> monotonic time we asked a node to start it
         # (instance_id, node_id) -> monotonic time we last asked that node to start one of its
         # containers (per node: an instance moved elsewhere starts there at once)
@@ -167,7 +169,7 @@ class ApplicationMaster:
         log.info("restarting instance %s (%s, exit %d)", alloc.instance_id,
                  types_pb2.ContainerState.Name(st.state), st.exit_code, extra={"instance": alloc.instance_id})
         try:
-            self.nodes.stop(alloc.node_address, status.epoch, st.container_id, remove=True)
+            self.nodes.stop(of_allocation(alloc), status.epoch, st.container_id, remove=True)
         except grpc.RpcError as e:
             log.warning("could not remove %s: %s", st.container_id, e.details())
             return
@@ -180,7 +182,7 @@ class ApplicationMaster:
         self._asked[spec.container_id] = self._starting[(alloc.instance_id, alloc.node_id)] = time.monotonic()
         fields = {"instance": alloc.instance_id, "container": spec.container_id}   # structured log fields
         log.info("starting instance %s on %s", alloc.instance_id, alloc.node_id, extra=fields)
-        self.nodes.start_later(alloc.node_address, status.epoch, spec, lambda e: log.warning(
+        self.nodes.start_later(of_allocation(alloc), status.epoch, spec, lambda e: log.warning(
             "node %s did not start %s: %s", alloc.node_id, spec.container_id, e.details(), extra=fields))
 
     # ---- the set of instances ----

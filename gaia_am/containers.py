@@ -1,11 +1,11 @@
 """Turning an app's spec and a grant into a container on a node."""
 import concurrent.futures
-import threading
 
 import grpc
 
-from gaia_common import faults, rpc
-from gaia_common.pb import node_pb2, node_pb2_grpc, types_pb2
+from gaia_common import faults
+from gaia_common.node_channels import NodeChannels
+from gaia_common.pb import node_pb2, types_pb2
 
 COMMAND_DEADLINE = 15.0
 START_CONCURRENCY = 16
@@ -74,54 +74,51 @@ def stop_on_partition(spec: types_pb2.AppSpec) -> bool:
 
 class Nodes:
     """The AM's calls to node managers; each carries the leader's current epoch and this AM's
-    app and attempt, so a node refuses them once a newer attempt leads the app."""
+    app and attempt, so a node refuses them once a newer attempt leads the app. A node is named
+    by id and address together (node_channels.NodeRef): under TLS its certificate must carry
+    that id's server name."""
 
-    def __init__(self, app_id: str = "", attempt: int = 0):
+    def __init__(self, app_id: str = "", attempt: int = 0, cluster: str = ""):
         self.app_id = app_id
         self.attempt = attempt
-        self._channels = {}
-        self._lock = threading.Lock()
+        self._channels = NodeChannels(cluster)
         # starts go out in parallel: a lost node's thousand instances must not start one by one
         self._starts = concurrent.futures.ThreadPoolExecutor(max_workers=START_CONCURRENCY,
                                                              thread_name_prefix="am-start")
 
-    def _stub(self, address):
-        with self._lock:
-            if address not in self._channels:
-                self._channels[address] = rpc.channel(address)
-            return node_pb2_grpc.NodeStub(self._channels[address])
+    def _stub(self, node):
+        return self._channels.stub(node)
 
-    def start_later(self, address: str, epoch: int, spec, on_error) -> None:
+    def start_later(self, node, epoch: int, spec, on_error) -> None:
         """Start in the background; `on_error(RpcError)` if the node refuses or is unreachable."""
         def go():
             try:
-                self.start(address, epoch, spec)
+                self.start(node, epoch, spec)
             except grpc.RpcError as e:
                 on_error(e)
             except ValueError:
                 pass   # the AM is closing: its channels are gone
         self._starts.submit(go)
 
-    def start(self, address: str, epoch: int, spec) -> types_pb2.ContainerStatus:
+    def start(self, node, epoch: int, spec) -> types_pb2.ContainerStatus:
         request = node_pb2.StartContainerRequest(epoch=epoch, spec=spec, am_attempt=self.attempt)
         faults.point("am.start_container")
-        return self._stub(address).StartContainer(request, timeout=COMMAND_DEADLINE)
+        return self._stub(node).StartContainer(request, timeout=COMMAND_DEADLINE)
 
-    def stop(self, address: str, epoch: int, cid: str, remove: bool = True):
+    def stop(self, node, epoch: int, cid: str, remove: bool = True):
         request = node_pb2.StopContainerRequest(epoch=epoch, container_id=cid, grace_seconds=5, remove=remove,
                                                 app_id=self.app_id, am_attempt=self.attempt)
         faults.point("am.stop_container")
         try:
-            return self._stub(address).StopContainer(request, timeout=COMMAND_DEADLINE)
+            return self._stub(node).StopContainer(request, timeout=COMMAND_DEADLINE)
         except grpc.RpcError as e:
             if e.code() != grpc.StatusCode.NOT_FOUND:
                 raise
 
-    def report(self, address: str, timeout: float = 3.0) -> node_pb2.NodeReport:
+    def report(self, node, timeout: float = 3.0) -> node_pb2.NodeReport:
         """The node's containers with their live use (the autoscaler's measure)."""
-        return self._stub(address).Status(node_pb2.NodeStatusRequest(), timeout=timeout)
+        return self._stub(node).Status(node_pb2.NodeStatusRequest(), timeout=timeout)
 
     def close(self):
         self._starts.shutdown(wait=True, cancel_futures=True)
-        for ch in self._channels.values():
-            ch.close()
+        self._channels.close()

@@ -8,6 +8,7 @@ import logging
 
 import grpc
 
+from gaia_common.node_channels import of_allocation
 from gaia_common.pb import types_pb2
 from gaia_am.containers import container_id, counter_of
 
@@ -39,7 +40,7 @@ def _stop(am, status, alloc, st):
     """Stop but keep the container's status, so `gaia status` shows the instance stopped."""
     log.info("stopping instance %s (%s) as the user asked", alloc.instance_id, st.container_id)
     try:
-        am.nodes.stop(alloc.node_address, status.epoch, st.container_id, remove=False)
+        am.nodes.stop(of_allocation(alloc), status.epoch, st.container_id, remove=False)
     except grpc.RpcError as e:
         log.warning("could not stop %s: %s", st.container_id, e.details())
         return
@@ -53,7 +54,7 @@ def _replace(am, status, alloc, st, counter: int, why: str):
         return  # asked already (the node has not reported it yet)
     log.info("%s of instance %s: %s -> %s", why, alloc.instance_id, st.container_id, new)
     try:
-        am.nodes.stop(alloc.node_address, status.epoch, st.container_id, remove=True)
+        am.nodes.stop(of_allocation(alloc), status.epoch, st.container_id, remove=True)
     except grpc.RpcError as e:
         log.warning("could not remove %s: %s", st.container_id, e.details())
         return

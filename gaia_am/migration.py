@@ -14,6 +14,7 @@ import time
 import grpc
 
 from gaia_common.client import GaiaError
+from gaia_common.node_channels import moving_from
 from gaia_common.pb import master_pb2, types_pb2
 from gaia_am.containers import counter_of, stop_on_partition
 
@@ -137,7 +138,7 @@ class Migrator:
     def _stop_old(self, status, view) -> bool:
         alloc, old = view.allocation, view.from_status
         try:
-            self.am.nodes.stop(alloc.from_node_address, status.epoch, old.container_id, remove=True)
+            self.am.nodes.stop(moving_from(alloc), status.epoch, old.container_id, remove=True)
             return True
         except grpc.RpcError as e:
             log.warning("could not stop %s on %s: %s", old.container_id, alloc.from_node_id, e.details())

@@ -29,6 +29,7 @@ import time
 import grpc
 
 from gaia_common.client import GaiaError
+from gaia_common.node_channels import of_allocation
 from gaia_common.pb import master_pb2, types_pb2
 from gaia_am.containers import container_spec, counter_of, spec_version
 
@@ -233,9 +234,9 @@ def update_instance(am, status, alloc, st):
     log.info("instance %s: version %d -> %d (%s -> %s)", alloc.instance_id, version_of(st.version),
              version_of(alloc.version), st.container_id, new.container_id)
     try:
-        am.nodes.stop(alloc.node_address, status.epoch, st.container_id, remove=False)
+        am.nodes.stop(of_allocation(alloc), status.epoch, st.container_id, remove=False)
         am._asked[new.container_id] = time.monotonic()
-        am.nodes.start(alloc.node_address, status.epoch, new)
+        am.nodes.start(of_allocation(alloc), status.epoch, new)
     except grpc.RpcError as e:   # the next pass tries again (a stopped one is restarted by the keeper)
         am._asked.pop(new.container_id, None)
         log.warning("could not move %s to version %d: %s", alloc.instance_id, version_of(alloc.version), e.details())
@@ -243,7 +244,7 @@ def update_instance(am, status, alloc, st):
     am.record_event("restart", alloc.instance_id, "update", platform=True,
                     message=f"version {version_of(st.version)} -> {version_of(alloc.version)}")
     try:
-        am.nodes.stop(alloc.node_address, status.epoch, st.container_id, remove=True)
+        am.nodes.stop(of_allocation(alloc), status.epoch, st.container_id, remove=True)
     except grpc.RpcError as e:   # a stopped container's record left behind; it runs nothing
         log.warning("could not remove %s: %s", st.container_id, e.details())
 

@@ -14,6 +14,7 @@ import time
 import grpc
 
 from gaia_common.client import GaiaError
+from gaia_common.node_channels import of_allocation
 from gaia_common.pb import master_pb2, types_pb2
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def scale_down(am, status, instances: list, desired: int) -> list:
     for view in going:
         if view.HasField("status"):
             try:
-                am.nodes.stop(view.allocation.node_address, status.epoch, view.status.container_id)
+                am.nodes.stop(of_allocation(view.allocation), status.epoch, view.status.container_id)
             except grpc.RpcError as e:
                 log.warning("could not stop %s: %s", view.status.container_id, e.details())
                 return instances   # released only once stopped: retried next pass
@@ -165,14 +166,14 @@ class Autoscaler:
     def measure(self, status) -> dict:
         """container id -> cpu millicores used, of every running instance not stopped; empty
         when a node does not answer (no decision on half a picture)."""
-        running = {v.status.container_id: v.allocation.node_address for v in status.instances
+        running = {v.status.container_id: of_allocation(v.allocation) for v in status.instances
                    if not v.allocation.stopped and v.status.state == types_pb2.CONTAINER_STATE_RUNNING}
         usage = {}
-        for address in set(running.values()):
+        for node in set(running.values()):
             try:
-                report = (self._nodes or self.am.nodes).report(address)
+                report = (self._nodes or self.am.nodes).report(node)
             except grpc.RpcError as e:
-                log.warning("node %s did not report usage: %s", address, e.details())
+                log.warning("node %s did not report usage: %s", node.node_id, e.details())
                 return {}
             usage.update({c.container_id: c.usage.cpu_millis for c in report.containers if c.container_id in running})
         return usage if len(usage) == len(running) else {}

@@ -89,15 +89,17 @@ def _server_credentials(tls):
     return tls_mod.server_credentials(tls)
 
 
-def channel(address: str, tls=DEFAULT, token: str = None) -> grpc.Channel:
+def channel(address: str, tls=DEFAULT, token: str = None, server_name: str = None) -> grpc.Channel:
     """A channel to `address`: TLS with the process's certificate when configured (or with
     `tls`: TlsFiles / grpc.ChannelCredentials / None = plaintext). A `token` goes with every
-    call as `authorization: Bearer <token>`."""
+    call as `authorization: Bearer <token>`. `server_name`: the name the server's certificate
+    must carry instead of the address's host (a node's: identity.node_server_name)."""
     credentials = _tls.channel if tls is DEFAULT else tls
     if isinstance(credentials, tls_mod.TlsFiles):
         credentials = tls_mod.channel_credentials(credentials)
     if credentials is not None:
-        ch = grpc.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
+        options = CHANNEL_OPTIONS + ([("grpc.ssl_target_name_override", server_name)] if server_name else [])
+        ch = grpc.secure_channel(address, credentials, options=options)
     else:
         ch = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
     return grpc.intercept_channel(ch, _BearerToken(token)) if token else ch

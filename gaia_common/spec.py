@@ -4,7 +4,6 @@ Validation happens in the CLI (early, friendly) and again in the master (authori
 the master never stores a spec that `validate` rejects.
 """
 import contextlib
-import posixpath
 import re
 import shlex
 

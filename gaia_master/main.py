@@ -73,7 +73,7 @@ class Master:
         self.table.on_change = self.watches.notifier.notify
         self.node_view.on_change = self._containers_changed
         self.node_view.endpoint_log.notifier = self.watches.notifier   # WatchEndpoints wakes like WatchApp
-        self.nodes = NodeClient(self.election, tls=self.tls)
+        self.nodes = NodeClient(self.election, tls=self.tls, cluster=cfg.cluster)
         self.tenancy = Tenancy(self.keys, self.store)
         self.pools = PoolTable(self.keys, self.store, tenant_exists=lambda name: name in self.tenancy.tenants)
         self.access = Access(self.tenancy, self.pools, self.table)   # who calls, and what it may do

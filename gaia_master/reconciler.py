@@ -15,7 +15,7 @@ import time
 
 import grpc
 
-from gaia_common import etcd_auth, faults, quantity
+from gaia_common import etcd_auth, faults, node_channels, quantity
 from gaia_common.daemon import LOG_FORMAT_ENV
 from gaia_common.logctx import log_context
 from gaia_common.pb import types_pb2
@@ -107,7 +107,7 @@ class Reconciler:
         self._placed_at[spec.container_id] = time.monotonic()
         log.info("starting AM attempt %d on %s", alloc.attempt, alloc.node_id, extra={"container": spec.container_id})
         try:
-            self.m.nodes.start(alloc.node_address, spec)
+            self.m.nodes.start(node_channels.of_allocation(alloc), spec)
         except grpc.RpcError as e:
             log.warning("app %s: node %s did not start the AM: %s", record.app_id, alloc.node_id, e.details())
 
@@ -144,7 +144,7 @@ class Reconciler:
             if node is None:
                 continue  # its node is gone; the keys go with the node's lease
             try:
-                self.m.nodes.stop(node.address, status.container_id, remove=True, grace=2.0)
+                self.m.nodes.stop(node, status.container_id, remove=True, grace=2.0)
             except grpc.RpcError as e:
                 log.warning("could not stop %s on %s: %s", status.container_id, node.node_id, e.details(),
                             extra={"app": status.app_id, "instance": status.instance_id})

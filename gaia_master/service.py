@@ -61,6 +61,15 @@ def leader_only(handler):
     return wrapper
 
 
+MAX_REPORT_MESSAGE = 4096
+
+
+def _short_message(message: str) -> str:
+    """An AM's report goes into the app's record, which must stay far below etcd's request
+    limit: cut, not refused (a final report must land)."""
+    return edge.details(message, MAX_REPORT_MESSAGE)
+
+
 class MasterService(master_pb2_grpc.MasterServicer):
     def __init__(self, master):
         self.m = master
@@ -168,7 +177,7 @@ class MasterService(master_pb2_grpc.MasterServicer):
         if info is None:
             raise Conflict("not_found", f"no live node named {request.node_id!r}")
         status = self._node_status(info)
-        report = self.m.nodes.report(info.address, info.node_id)  # live use is asked of the node, not stored
+        report = self.m.nodes.report(info)  # live use is asked of the node, not stored
         if report is not None:
             status.used.CopyFrom(report.used)
             status.running.extend(s for s in report.containers if s.state == types_pb2.CONTAINER_STATE_RUNNING)
@@ -212,7 +221,7 @@ class MasterService(master_pb2_grpc.MasterServicer):
         if node is None:
             context.abort(grpc.StatusCode.UNAVAILABLE,
                           f"node {status.node_id!r} that ran {status.container_id} is not live")
-        call = self.m.nodes.logs(node.address, status.container_id, request.follow, request.tail_bytes)
+        call = self.m.nodes.logs(node, status.container_id, request.follow, request.tail_bytes)
         context.add_callback(call.cancel)  # the user went away: so does the node's stream
         return self._relay(call, context)
 
@@ -302,7 +311,7 @@ class MasterService(master_pb2_grpc.MasterServicer):
         record = self._am_record(request.app_id, request.attempt)
         if request.state not in TERMINAL:
             raise spec_mod.SpecError("state", "an AM reports only succeeded, failed or killed")
-        record = self.m.table.update(record, state=request.state, message=request.message)
+        record = self.m.table.update(record, state=request.state, message=_short_message(request.message))
         self.m.reconciler.wake()
         return self._app_status(record)
 
@@ -400,9 +409,10 @@ class MasterService(master_pb2_grpc.MasterServicer):
     @leader_only
     def ReportRollout(self, request, context):
         record = self._am_record(request.app_id, request.attempt)
-        log.info("rollout of %s: %s %s", record.spec.name, request.state, request.message)
+        message = _short_message(request.message)
+        log.info("rollout of %s: %s %s", record.spec.name, request.state, message)
         before = record.rollout.state
-        record = rollouts.report_rollout(self.m.table, record, request.state, request.message)
+        record = rollouts.report_rollout(self.m.table, record, request.state, message)
         if record.rollout.state != before:   # not a repeated report
             self.m.events.record(record.app_id, [rollouts.event(record, "am")])
         return self._app_status(record)

@@ -8,6 +8,7 @@ cluster admin of a plaintext dev cluster).
 import contextlib
 import contextvars
 import dataclasses
+import hashlib
 import re
 
 ROLES = ("master", "node", "am", "user", "dns", "anonymous")
@@ -72,6 +73,36 @@ class Identity:
 
 
 ANONYMOUS = Identity("anonymous", "anonymous")
+
+# ---- node server names ----
+# A node's serving certificate names it in a DNS SAN `<node>.node.<cluster>.gaia`, and whoever
+# dials a node expects that name (grpc.ssl_target_name_override), not the address: several
+# nodes may share an address (loopback, a NAT), and a node that rewrote another's address in
+# etcd must fail the handshake rather than receive that node's commands. `.gaia` is reserved
+# for these names: a certificate gets them only from its identity, never from asked-for hosts.
+RESERVED_SUFFIX = ".gaia"
+_LABELS = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$")
+_HASHED = re.compile(r"^h-[0-9a-f]{32}$")
+
+
+def _dns_part(name: str) -> str:
+    """`name` itself when it is already lowercase DNS labels, else `h-<hash>`: one-to-one, so
+    two names never share a server name (uppercase, '_' or '@' would fold or be refused)."""
+    if len(name) <= 120 and _LABELS.match(name) and not _HASHED.match(name):
+        return name
+    return "h-" + hashlib.sha256(name.encode()).hexdigest()[:32]
+
+
+def node_server_name(cluster: str, node_id: str) -> str:
+    """The DNS name node `node_id` of `cluster` serves under (its certificate's DNS SAN)."""
+    if not node_id:
+        raise IdentityError("node_id: a node server name needs the node's id")
+    return f"{_dns_part(node_id)}.node.{_dns_part(cluster or '-')}{RESERVED_SUFFIX}"
+
+
+def is_reserved_host(host: str) -> bool:
+    """A host under `.gaia`: only the CA derives such names (from identities)."""
+    return host.lower().rstrip(".").endswith(RESERVED_SUFFIX)
 
 _current = contextvars.ContextVar("gaia_identity", default=ANONYMOUS)
 _token = contextvars.ContextVar("gaia_bearer_token", default="")

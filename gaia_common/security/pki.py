@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from gaia_common.security.identity import Identity, IdentityError
+from gaia_common.security.identity import Identity, IdentityError, is_reserved_host, node_server_name
 
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
@@ -62,14 +62,42 @@ def write_pair(directory, stem: str, cert_pem: bytes, key_pem: bytes) -> tuple:
     return str(cert_path), str(key_path)
 
 
-def _san(identity: Identity, hosts) -> x509.SubjectAlternativeName:
+def server_names(identity: Identity, serves=()) -> list:
+    """The `.gaia` DNS names a certificate of `identity` carries: a node's server name, plus
+    those of the further node ids it `serves` (a hollow fleet: many nodes behind one server)."""
+    if identity.role != "node":
+        if serves:
+            raise PkiError(f"serves: only a node certificate serves node ids, not a {identity.role}'s")
+        return []
+    return list(dict.fromkeys(node_server_name(identity.cluster, n) for n in (identity.name, *serves)))
+
+
+def _san(identity: Identity, hosts, serves=()) -> x509.SubjectAlternativeName:
     names = [x509.UniformResourceIdentifier(identity.uri())]
+    derived = server_names(identity, serves)
     for host in hosts:
         try:
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
+            if is_reserved_host(host):
+                if host.lower().rstrip(".") in derived:
+                    continue     # its own name: added below, once
+                raise PkiError(f"hosts: {host!r} is under .gaia, where names come only from the "
+                               "certificate's identity (another node's server name?)") from None
             names.append(x509.DNSName(host))
+    names += [x509.DNSName(name) for name in derived]
     return x509.SubjectAlternativeName(names)
+
+
+def dns_names(cert) -> list:
+    """The DNS SANs of a certificate (x509.Certificate or PEM bytes)."""
+    if isinstance(cert, (bytes, str)):
+        cert = x509.load_pem_x509_certificate(cert.encode() if isinstance(cert, str) else cert)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return list(san.get_values_for_type(x509.DNSName))
 
 
 def identity_of(cert) -> Identity:
@@ -156,19 +184,21 @@ class CertificateAuthority:
         return cls(cluster, cert, key)
 
     def issue(self, identity: Identity, hosts=(), days: float = LEAF_DAYS, directory=None,
-              stem: str = None, not_before: datetime.datetime = None) -> tuple:
+              stem: str = None, not_before: datetime.datetime = None, serves=()) -> tuple:
         """A new key and a certificate for `identity`: (cert_pem, key_pem); also written as
         <directory>/<stem>.crt/.key when `directory` is given. `not_before` (tests: an expired
-        certificate) defaults to now."""
+        certificate) defaults to now. A node's certificate names its server name
+        (identity.node_server_name) and those of the node ids in `serves` (hollow fleets)."""
         key = _new_key()
-        cert_pem = self._sign(identity, key.public_key(), hosts, days, not_before)
+        cert_pem = self._sign(identity, key.public_key(), hosts, days, not_before, serves)
         key_pem = _key_pem(key)
         if directory is not None:
             write_pair(directory, stem or identity.role, cert_pem, key_pem)
         return cert_pem, key_pem
 
     def sign_csr(self, csr_pem: bytes, identity: Identity, hosts=(), days: float = LEAF_DAYS) -> bytes:
-        """Sign a CSR's key for `identity` (chosen by the CA, never taken from the CSR's names)."""
+        """Sign a CSR's key for `identity` (chosen by the CA, never taken from the CSR's names:
+        a node gets its own server name and no other)."""
         try:
             csr = x509.load_pem_x509_csr(csr_pem)
         except ValueError as e:
@@ -180,7 +210,7 @@ class CertificateAuthority:
             raise PkiError("csr_pem: the key must be an EC key of at least 256 bits")
         return self._sign(identity, public, hosts, days, None)
 
-    def _sign(self, identity: Identity, public_key, hosts, days, not_before) -> bytes:
+    def _sign(self, identity: Identity, public_key, hosts, days, not_before, serves=()) -> bytes:
         if self.cluster and identity.cluster != self.cluster:
             raise PkiError(f"cluster: this CA signs for cluster {self.cluster!r}, not {identity.cluster!r}")
         start = (not_before or _now()) - CLOCK_SKEW
@@ -189,7 +219,7 @@ class CertificateAuthority:
                 .issuer_name(self.cert.subject).public_key(public_key)
                 .serial_number(x509.random_serial_number())
                 .not_valid_before(start).not_valid_after(start + CLOCK_SKEW + datetime.timedelta(days=days))
-                .add_extension(_san(identity, hosts), critical=False)
+                .add_extension(_san(identity, hosts, serves), critical=False)
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                 .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False,
                                              key_cert_sign=False, crl_sign=False, content_commitment=False,

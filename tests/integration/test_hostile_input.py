@@ -13,7 +13,7 @@ import pytest
 from gaia_cli.devcluster import make_pki
 from gaia_common import fuzz_specs, rpc, spec as spec_mod
 from gaia_common.client import GaiaError
-from gaia_common.pb import master_pb2, master_pb2_grpc, node_pb2, types_pb2
+from gaia_common.pb import master_pb2, node_pb2, types_pb2
 from tests.integration.harness import LocalCluster, wait_for
 from tests.integration.node_harness import node, node_cfg  # noqa: F401 (fixtures)
 
@@ -145,7 +145,8 @@ def tls_world(etcd_server, tmp_path_factory):
         wait_for(lambda: admin.call("ListPools", master_pb2.ListPoolsRequest()), 30, what="the TLS master")
         admin.call("CreateTenant", types_pb2.Tenant(name="tenant-a"))
         admin.call("CreateUser", master_pb2.CreateUserRequest(name="alice", tenant="tenant-a"))
-        admin.call("CreatePool", master_pb2.PoolRequest(pool=types_pb2.Pool(path="pool-a", weight=1, tenant="tenant-a")))
+        admin.call("CreatePool", master_pb2.PoolRequest(pool=types_pb2.Pool(path="pool-a", weight=1,
+                                                                             tenant="tenant-a")))
         admin.call("SetAcl", types_pb2.AclPolicy(subject="user:alice", pool="pool-a", capabilities=["submit", "read"]))
         yield admin, alice
     finally:
@@ -233,3 +234,20 @@ def test_process_driver_binds_a_volume_read_only_inside_the_task_only(node, tmp_
     out = b"".join(c.data for c in node.stub.Logs(node_pb2.LogsRequest(container_id=spec.container_id), timeout=10))
     assert out.decode().split("\n")[:2] == ["from the host", "write: Read-only file system"], out
     assert os.listdir(target) == [], "the bind leaked out of the task's mount namespace"
+
+
+def test_a_huge_am_report_is_cut_so_the_app_record_stays_storable(etcd_server):
+    """An app near the spec bound, two versions of it kept, and a 900 KB final report: the
+    record would pass etcd's 1.5 MiB request limit whole; the master stores it cut."""
+    part = "x" * (spec_mod.MAX_TEXT - 8)      # four arguments at the per-argument bound: ~256 KB
+    with fuzz_specs.fuzzed_master(etcd_server.endpoint) as stub:
+        spec = types_pb2.AppSpec(name="big", pool="default", kind=1, driver="process", instances=0,
+                                 command=["echo", part, part, part, part[:-2000]])
+        app_id = stub.SubmitApp(master_pb2.SubmitAppRequest(spec=spec, idempotency_key="big"), timeout=10).app_id
+        spec.command[1] = part.replace("x", "y")
+        stub.UpdateApp(master_pb2.UpdateAppRequest(name="big", spec=spec), timeout=10)
+        attempt = stub.GetApp(master_pb2.GetAppRequest(name="big"), timeout=10).app.am_attempt
+        status = stub.ReportAppState(master_pb2.AppStateReport(
+            app_id=app_id, attempt=attempt, state=types_pb2.APP_STATE_FAILED, message="z" * 900_000), timeout=10)
+    assert status.app.state == types_pb2.APP_STATE_FAILED
+    assert status.app.message.startswith("zzz") and len(status.app.message) <= 4096

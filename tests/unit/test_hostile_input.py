@@ -212,7 +212,8 @@ def test_process_driver_refuses_what_it_cannot_honour(tmp_path, monkeypatch):
         driver._validate_host_access(spec, root=False)
     with pytest.raises(spec_mod.SpecError, match=r"^spec.privileged: .*not root"):
         driver._validate_host_access(types_pb2.ContainerSpec(privileged=True), root=False)
-    file_over_dir = types_pb2.ContainerSpec(volumes=[types_pb2.Volume(host_path=__file__, container_path=str(tmp_path))])
+    file_over_dir = types_pb2.ContainerSpec(volumes=[types_pb2.Volume(host_path=__file__,
+                                                                      container_path=str(tmp_path))])
     with pytest.raises(spec_mod.SpecError, match="a directory binds over a directory"):
         driver._validate_host_access(file_over_dir, root=True)
 

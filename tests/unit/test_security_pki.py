@@ -33,7 +33,7 @@ def test_issued_certificate_carries_identity_and_hosts(ca, tmp_path):
     cert = x509.load_pem_x509_certificate(cert_pem)
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
-    assert san.get_values_for_type(x509.DNSName) == ["node-1.example"]
+    assert san.get_values_for_type(x509.DNSName) == ["node-1.example", "node-1.node.prod.gaia"]   # + its server name
     assert cert.issuer == ca.cert.subject
     assert mode(tmp_path / "n" / "node.key") == 0o600
     assert (tmp_path / "n" / "node.crt").read_bytes() == cert_pem

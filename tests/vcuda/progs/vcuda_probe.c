@@ -89,6 +89,10 @@ enum { MODE_DLSYM, MODE_GPA, MODE_GPA1, MODE_DIRECT };
 #endif
 static int g_mode = DEFAULT_MODE, g_version = 13000, g_ptds, g_device;
 static void *g_lib;
+/* the lookups as found by dlsym (as the CUDA runtime finds them); api.cuGetProcAddress* are what the
+ * lookups themselves hand out for their names, which for "cuGetProcAddress" is the _v2 ABI */
+static CUresult (*g_gpa)(const char *, void **, int, cuuint64_t);
+static CUresult (*g_gpa2)(const char *, void **, int, cuuint64_t, CUdriverProcAddressQueryResult *);
 
 /* the base name cuGetProcAddress is asked for: the exported name without _v2/_v3 */
 static void base_of(const char *name, char *out, size_t len)
@@ -125,11 +129,11 @@ static void *lookup(const char *name)
         fn = dlsym(g_lib, buf);
         break;
     case MODE_GPA:
-        if (api.cuGetProcAddress_v2(base, &fn, version, flags, NULL) != CUDA_SUCCESS)
+        if (g_gpa2(base, &fn, version, flags, NULL) != CUDA_SUCCESS)
             fn = NULL;
         break;
     case MODE_GPA1:
-        if (api.cuGetProcAddress(base, &fn, version, flags) != CUDA_SUCCESS)
+        if (g_gpa(base, &fn, version, flags) != CUDA_SUCCESS)
             fn = NULL;
         break;
     }
@@ -150,15 +154,10 @@ static void load_api(void)
         printf("{\"error\": \"dlopen: %s\"}\n", dlerror());
         exit(3);
     }
-    /* the lookups themselves by dlsym (as the CUDA runtime finds them): the gpa modes need them */
-    api.cuGetProcAddress = dlsym(g_lib, "cuGetProcAddress");
-    api.cuGetProcAddress_v2 = dlsym(g_lib, "cuGetProcAddress_v2");
-    CUresult (*gpa)(const char *, void **, int, cuuint64_t) = api.cuGetProcAddress;
-    CUresult (*gpa2)(const char *, void **, int, cuuint64_t, CUdriverProcAddressQueryResult *) = api.cuGetProcAddress_v2;
+    g_gpa = dlsym(g_lib, "cuGetProcAddress");
+    g_gpa2 = dlsym(g_lib, "cuGetProcAddress_v2");
 #define LOOKUP(name, params) api.name = lookup(#name);
     API(LOOKUP)
-    api.cuGetProcAddress = gpa; /* keep using the ones found by dlsym */
-    api.cuGetProcAddress_v2 = gpa2;
 }
 
 /* ---- what the probe holds ---- */
