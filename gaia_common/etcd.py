@@ -74,7 +74,7 @@ def connect(endpoints, timeout: float = DEFAULT_TIMEOUT, ca_file: str = None, ce
     eps = []
     for url in endpoints:
         host, port, secure = parse_endpoint(url)
-        creds = _tls_credentials(ca_file, cert_file, key_file) if secure else None
+        creds = tls_credentials(ca_file, cert_file, key_file) if secure else None
         eps.append(etcd3.Endpoint(host, port, secure=secure, creds=creds, time_retry=ENDPOINT_RETRY_SECONDS))
     if user:
         return AuthClient(eps, timeout, user, password)
@@ -104,7 +104,8 @@ def read_password(path: str) -> str:
     return password
 
 
-def _tls_credentials(ca_file, cert_file, key_file):
+def tls_credentials(ca_file, cert_file, key_file):
+    """gRPC credentials for https:// etcd endpoints (also for channels of one's own: hollow fleets)."""
     def read(path):
         if not path:
             return None
@@ -184,11 +185,17 @@ class AuthClient(etcd3.MultiEndpointEtcd3Client):
                 log.info("etcd token of %s expired; logging in again", self.user)
                 self.login()
 
-    def _manage_grpc_errors(self, exc):
-        details = exc.details() or ""
-        if any(text in details for text in _RELOGIN):
+    def relogin_if_expired(self, exc: grpc.RpcError) -> bool:
+        """Log in again if `exc` says etcd no longer knows our token (also for callers of the
+        raw stubs, e.g. hollow fleets, which pass `metadata` themselves)."""
+        if any(text in (exc.details() or "") for text in _RELOGIN):
             self._relogin()
-            raise TokenExpired(f"etcd: {details}; logged in again as {self.user}")
+            return True
+        return False
+
+    def _manage_grpc_errors(self, exc):
+        if self.relogin_if_expired(exc):
+            raise TokenExpired(f"etcd: {exc.details()}; logged in again as {self.user}")
         super()._manage_grpc_errors(exc)
 
     def get_watcher(self):
@@ -210,6 +217,16 @@ class _LiveTokenWatcher(etcd_watch.Watcher):
     @_metadata.setter
     def _metadata(self, value):
         pass   # the base class sets it once; the client's is always the one used
+
+
+def call_metadata(client):
+    """The metadata a raw stub call on `client`'s stubs must send: its login token (None
+    without RBAC). Read it at each call: a new login replaces it."""
+    return getattr(client, "metadata", None) if isinstance(client, AuthClient) else None
+
+
+def relogin_if_expired(client, exc: grpc.RpcError) -> bool:
+    return isinstance(client, AuthClient) and client.relogin_if_expired(exc)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

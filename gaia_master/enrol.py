@@ -17,6 +17,9 @@ server's certificate against the host they dial, so a node must not get one nami
 server's address: it could then pose as that master or node to anyone whose traffic it can
 reach. Loopback addresses and `localhost` are allowed even when shared: every daemon of a
 one-machine cluster serves on them, and only processes on that machine can dial them.
+Names under `.gaia` (node server names: identity.node_server_name) are never taken from a
+request: the CA gives the node its own, from the node id the token enrols, and a join whose
+addresses or CSR ask for any other such name is refused.
 """
 import dataclasses
 import hashlib
@@ -34,8 +37,8 @@ from gaia_common import etcd_auth, rpc
 from gaia_common.etcd import TRANSIENT, retry
 from gaia_common.masters import list_masters
 from gaia_common.pb import master_pb2, master_pb2_grpc
-from gaia_common.security.identity import Identity
-from gaia_common.security.pki import PkiError
+from gaia_common.security.identity import Identity, is_reserved_host, node_server_name
+from gaia_common.security.pki import PkiError, csr_dns_names
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +101,10 @@ def check_hosts(addresses, taken) -> list:
     out = []
     for host in addresses:
         key = _host_key(host)
+        if is_reserved_host(key):
+            raise Refused(grpc.StatusCode.PERMISSION_DENIED,
+                          f"addresses: {host} is under .gaia: a node's server name comes from its node id, "
+                          "never from the names it asks for")
         try:
             ipaddress.ip_address(key)
         except ValueError:
@@ -227,6 +234,7 @@ class EnrolService(master_pb2_grpc.EnrolServicer):
                                                           "its lease expire) before enrolling a node of that name")
         hosts = check_hosts(list(request.addresses), self._taken_hosts(node_id))
         identity = Identity("node", node_id, self.m.keys.cluster)
+        check_csr_names(request.csr_pem, identity)
         try:
             cert_pem = self.m.ca.sign_csr(request.csr_pem, identity, hosts)
         except PkiError as e:
@@ -244,6 +252,20 @@ class EnrolService(master_pb2_grpc.EnrolServicer):
             if info.node_id != node_id:
                 addresses += [info.address, info.host_ip]
         return {_host_key(_host_of(address)) for address in addresses if address}
+
+
+def check_csr_names(csr_pem: bytes, identity: Identity):
+    """The CA ignores a CSR's names, but one asking for another node's server name is an
+    attempt to pose as that node: refuse it outright rather than sign it quietly."""
+    own = node_server_name(identity.cluster, identity.name)
+    try:
+        names = csr_dns_names(csr_pem)
+    except PkiError as e:
+        raise Refused(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+    for name in names:
+        if is_reserved_host(name) and name.lower().rstrip(".") != own:
+            raise Refused(grpc.StatusCode.PERMISSION_DENIED,
+                          f"csr_pem: asks for {name}, a server name that is not node {identity.name}'s ({own})")
 
 
 def _host_of(address: str) -> str:

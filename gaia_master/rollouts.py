@@ -23,6 +23,10 @@ MOVES = {DONE: (ROLLING,), FAILED: ACTIVE, ROLLING_BACK: (ROLLING,), ROLLED_BACK
 # An update may not change these: they decide where and how the instances are held, and the
 # instances already placed would not follow. (instances is scale's: an update keeps the count.)
 FIXED = ("name", "pool", "gang", "kind")
+# The app's record keeps every version until a rollout ends: past this, an update is refused
+# (INVALID_ARGUMENT) rather than written, so the record stays below etcd's 1.5 MiB request
+# limit with room for a rollback (which may swap in a version up to MAX_SPEC_BYTES larger).
+MAX_RECORD_BYTES = 1024 * 1024
 
 
 def version_of(v: int) -> int:
@@ -48,7 +52,15 @@ def update_app(table, name: str, spec: types_pb2.AppSpec, instance_ids: list) ->
             new.spec.CopyFrom(spec)
             new.version = version
         _start_rollout(new, version, current, ids)
+        _check_record_size(new)
         return table.write_record(new)
+
+
+def _check_record_size(new: types_pb2.AppRecord):
+    size = new.ByteSize()
+    if size > MAX_RECORD_BYTES:
+        raise spec_mod.SpecError("spec", f"the app would keep {len(new.versions)} versions ({size} bytes, at most "
+                                         f"{MAX_RECORD_BYTES}); let the current rollout end or send a smaller spec")
 
 
 def rollback_app(table, name: str) -> types_pb2.AppRecord:

@@ -103,6 +103,16 @@ class MasterService(master_pb2_grpc.MasterServicer):
             raise Conflict("not_found", f"no application named {name!r}")
         return record
 
+    def _check_name_free(self, caller, name: str):
+        """App names are cluster-wide (DNS names). One held by an app the caller may not see,
+        running or finished, stays its owner's: a new submission would replace a finished one,
+        erasing its record and events and taking over its name for whoever resolves it. The
+        refusal names no state, so it says only that the name is taken."""
+        with self.m.table.lock:
+            old = self.m.table.apps.get(name)
+        if old is not None and not self.access.visible_app(caller, old):
+            raise Conflict("exists", f"the name {name!r} is taken by an application you may not see")
+
     def _visible_pool(self, caller, path: str):
         """NOT_FOUND, as PoolTable.get says it, for a pool the caller may not see."""
         if not self.pools.exists(path) or not self.access.sees_pool(caller, path):
@@ -129,6 +139,7 @@ class MasterService(master_pb2_grpc.MasterServicer):
             self.access.require(caller, "submit", spec.pool)
             tenancy_rpc.require_privileged(self.access, caller, spec)
             spec_mod.check_host_paths(spec, self.m.cfg.host_path_allow)   # after: only the privileged see the list
+            self._check_name_free(caller, spec.name)
             record, existed = self.m.table.submit(spec, tenancy_rpc.idempotency_key(caller, request.idempotency_key))
         self.m.reconciler.wake()
         return master_pb2.SubmitAppResponse(app_id=record.app_id, existed=existed)

@@ -7,6 +7,10 @@
   work/            the default working directory
 
 Only the standard library here: the shim imports it.
+
+The records hold secrets (an AM's etcd password is in its env; launch.json repeats the env):
+files are written 0600 and directories made 0700, readable by the node manager's user only
+(the container's processes run as that user; a docker container sees only what is mounted).
 """
 import json
 import os
@@ -23,10 +27,16 @@ WORKDIR = "work"
 CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
 def write_json_atomic(path: str, doc: dict) -> None:
-    """Write then rename, so a reader (or a crash) never sees half a file."""
+    """Write then rename, so a reader (or a crash) never sees half a file; 0600 from the start."""
     tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)     # an old tmp left by a crash keeps its mode otherwise
+    with os.fdopen(fd, "w") as f:
         json.dump(doc, f, sort_keys=True)
         f.flush()
         os.fsync(f.fileno())
@@ -40,6 +50,13 @@ def read_json(path: str):
             return json.load(f)
     except (OSError, ValueError):
         return None
+
+
+def private_dir(path: str) -> str:
+    """Make `path` (and missing parents) a directory only its owner can enter."""
+    os.makedirs(path, mode=DIR_MODE, exist_ok=True)
+    os.chmod(path, DIR_MODE)     # makedirs leaves an existing one, and the umask, as they were
+    return path
 
 
 def valid_container_id(container_id: str) -> bool:
@@ -56,9 +73,8 @@ class ContainerDirs:
         return os.path.join(self.root, container_id, name) if name else os.path.join(self.root, container_id)
 
     def create(self, container_id: str) -> str:
-        path = self.path(container_id)
-        os.makedirs(path, exist_ok=True)
-        return path
+        private_dir(self.root)
+        return private_dir(self.path(container_id))
 
     def ids(self) -> list:
         try:

@@ -138,20 +138,25 @@ def _start_call(target, channel):
 class Target:
     """One server of one mode: its address, the client's TLS (None: plaintext), a reused channel."""
 
-    def __init__(self, address: str, tls, cluster: str):
+    def __init__(self, address: str, tls, cluster: str, server_name: str = None):
+        """`server_name`: the name the server's certificate must carry (a node's), as a master
+        dialing that node expects it."""
         from gaia_common import rpc
         from gaia_common.security.tls import TlsFiles, channel_credentials
         self.address = address
         self.cluster = cluster
         files = TlsFiles.from_config(tls)
         self.credentials = channel_credentials(files) if files else None
-        self.channel = rpc.channel(address, tls=self.credentials)
+        self.server_name = server_name if files else None
+        self.channel = rpc.channel(address, tls=self.credentials, server_name=self.server_name)
         self.seq = 0
 
     def new_channel(self) -> grpc.Channel:
         """A channel of its own connection: gRPC otherwise shares one between equal channels."""
         from gaia_common import rpc
         options = rpc.CHANNEL_OPTIONS + [("grpc.use_local_subchannel_pool", 1)]
+        if self.server_name:
+            options.append(("grpc.ssl_target_name_override", self.server_name))
         if self.credentials is None:
             return grpc.insecure_channel(self.address, options=options)
         return grpc.secure_channel(self.address, self.credentials, options=options)
@@ -209,7 +214,7 @@ def _node_managers():
     """Two in-process node managers on a private etcd (plaintext, mutual TLS), each its own cluster."""
     from gaia_common.config import NodeConfig
     from gaia_common.etcd import EtcdServer
-    from gaia_common.security.identity import Identity
+    from gaia_common.security.identity import Identity, node_server_name
     from gaia_common.security.pki import CertificateAuthority
     from gaia_cli.procs import remove_cgroups
     from gaia_node import main
@@ -234,7 +239,7 @@ def _node_managers():
                              tls=server_tls)
             manager = main.start(cfg)
             managers.append(manager)
-            targets[mode] = Target(manager.address, client_tls, cluster)
+            targets[mode] = Target(manager.address, client_tls, cluster, node_server_name(cluster, f"bench-{tag}"))
         yield targets
     finally:
         for target in targets.values():

@@ -47,13 +47,20 @@ def init(ctx, cluster, directory):
               help="Where STEM.crt and STEM.key (0600) go.")
 @click.option("--stem", help="File name stem (default: the role).")
 @click.option("--days", type=click.IntRange(min=1), default=365, show_default=True)
-def issue(ca_dir, role, name, hosts, out_dir, stem, days):
-    """Issue a certificate and key of the CA in CA_DIR for ROLE/NAME: gaia://<cluster>/<role>/<name>."""
+@click.option("--hollow", type=click.IntRange(min=0), default=0, metavar="N",
+              help="A node: also name the N hollow nodes `gaia node run --hollow N` serves as NAME.")
+def issue(ca_dir, role, name, hosts, out_dir, stem, days, hollow):
+    """Issue a certificate and key of the CA in CA_DIR for ROLE/NAME: gaia://<cluster>/<role>/<name>.
+    A node's also names its server name, <node>.node.<cluster>.gaia, which masters and AMs
+    expect of it."""
     from gaia_common.security.identity import Identity, IdentityError
     from gaia_common.security.pki import CertificateAuthority, PkiError
+    from gaia_node.hollow.fleet import hollow_ids
     try:
         ca = CertificateAuthority.load(ca_dir)
-        ca.issue(Identity(role, name, ca.cluster), hosts=hosts, days=days, directory=out_dir, stem=stem or role)
+        serves = hollow_ids(name, hollow) if hollow else ()
+        ca.issue(Identity(role, name, ca.cluster), hosts=hosts, days=days, directory=out_dir, stem=stem or role,
+                 serves=serves)
     except (IdentityError, PkiError) as e:
         raise CliError(str(e), EXIT_BAD_REQUEST) from None
     click.echo(str(pathlib.Path(out_dir) / f"{stem or role}.crt"))

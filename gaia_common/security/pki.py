@@ -89,6 +89,19 @@ def _san(identity: Identity, hosts, serves=()) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(names)
 
 
+def csr_dns_names(csr_pem: bytes) -> list:
+    """The DNS names a CSR asks for."""
+    try:
+        csr = x509.load_pem_x509_csr(bytes(csr_pem))
+    except ValueError as e:
+        raise PkiError(f"csr_pem: not a PEM certificate signing request: {e}") from None
+    try:
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return list(san.get_values_for_type(x509.DNSName))
+
+
 def dns_names(cert) -> list:
     """The DNS SANs of a certificate (x509.Certificate or PEM bytes)."""
     if isinstance(cert, (bytes, str)):

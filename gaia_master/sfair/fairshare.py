@@ -62,6 +62,8 @@ def water_fill(demand: np.ndarray, weight: np.ndarray, guaranteed: np.ndarray, c
     if not fits(fractions(0.0)):               # even the guarantees overcommit: scale them down
         total = floor @ demand
         scale = np.min(np.where(total > 0, capacity / np.where(total > 0, total, 1), np.inf))
+        if not np.isfinite(scale):             # no guarantees and nothing to share (no nodes yet)
+            return np.zeros_like(demand)
         return (floor * scale)[:, None] * demand
     lo, hi = 0.0, float(np.max(np.where(weight > 0, demand_share / weight, 0))) + 1e-12
     for _ in range(iterations):

@@ -42,6 +42,25 @@ FAKE_PORTS = (20000, 60000)
 _PATTERN = re.compile(r"\{i(?:([%/])(\d+))?\}")
 
 
+def hollow_ids(base: str, count: int) -> list:
+    """The node ids of a fleet of `count` hollow nodes started with id `base`."""
+    return [f"{base}-hollow-{i}" for i in range(count)]
+
+
+def check_serves(tls: TlsFiles, cluster: str, node_ids: list):
+    """Under TLS the master and AMs dial each hollow node expecting its own server name, so the
+    fleet's one certificate must name all of them: say so now, not as failed handshakes later."""
+    from gaia_common.security.identity import node_server_name
+    from gaia_common.security.pki import dns_names
+    with open(tls.cert, "rb") as f:
+        names = set(dns_names(f.read()))
+    missing = [n for n in node_ids if node_server_name(cluster, n) not in names]
+    if missing:
+        raise ConfigError(f"tls.cert: {tls.cert} does not name hollow node {missing[0]} "
+                          f"({node_server_name(cluster, missing[0])}) nor {len(missing) - 1} more; issue the "
+                          f"fleet's certificate with `gaia ca issue --role node --hollow {len(node_ids)}`")
+
+
 def label_value(pattern: str, index: int) -> str:
     """Expand `{i}`, `{i%N}` and `{i/N}` (integer division) with the node's index:
     `rack: r{i/40}` puts nodes 0-39 on r0, 40-79 on r1, ...; `zone: z{i%3}` deals them round."""
@@ -86,7 +105,9 @@ class HollowFleet:
         self.count = count
         self.keys = Keys(cfg.cluster)
         self.ttl = max(1, int(cfg.lease_ttl))
-        self.etcd = etcd_mod.connect(cfg.etcd, timeout=etcd_timeout)
+        # the node's etcd login when it has one (etcd_user, etcd_tls): the raw stub calls below
+        # send its token themselves (_md), as AuthClient's own calls do
+        self.etcd = etcd_mod.connect_config(cfg, timeout=etcd_timeout)
         self.nodes = {}                # node_id -> HollowNode
         self.by_lease = {}             # lease id -> HollowNode
         self.by_container = {}         # container_id -> HollowNode
@@ -102,20 +123,23 @@ class HollowFleet:
 
     def start(self) -> "HollowFleet":
         cfg = self.cfg
-        # one certificate for the whole fleet (its `tls:`): a hollow node never calls anyone, and
-        # callers are checked exactly as a real node checks them
+        # one certificate for the whole fleet (its `tls:`), naming every hollow node's server name
+        # (check_serves): a hollow node never calls anyone, and callers are checked exactly as a
+        # real node checks them
         tls = TlsFiles.from_config(cfg.tls)
+        ids = hollow_ids(cfg.id or default_id(), self.count)
+        if tls is not None:
+            check_serves(tls, cfg.cluster, ids)
         self.server = rpc.make_server(max_workers=16, interceptors=[AuthInterceptor(cfg.cluster, tls=tls is not None)])
         self.address = advertised(cfg, rpc.bind(self.server, cfg.listen, tls=tls))
         devices = gpus.declared(cfg.gpus)
         capacity = gpus.with_gpus(with_overrides(with_overrides(types_pb2.Resources(), DEFAULT_CAPACITY),
                                                  cfg.capacity), devices, cfg.capacity)
-        base = cfg.id or default_id()
         now = time.time()
         for i in range(self.count):
             labels = {str(k): label_value(v, i) for k, v in (cfg.labels or {}).items()}
             labels.setdefault("gaia.hollow", "true")
-            info = types_pb2.NodeInfo(node_id=f"{base}-hollow-{i}", address=self.address, host_ip=cfg.host_ip,
+            info = types_pb2.NodeInfo(node_id=ids[i], address=self.address, host_ip=cfg.host_ip,
                                       capacity=capacity, labels=labels, registered_at=now, gpus=devices,
                                       version=gaia_common.__version__, drivers=sorted(self.drivers))
             self.nodes[info.node_id] = HollowNode(i, info, self.keys)
@@ -126,8 +150,11 @@ class HollowFleet:
         self.epoch.refresh()
         node_pb2_grpc.add_NodeServicer_to_server(HollowService(self), self.server)
         self.server.start()
+        etcd_tls = cfg.etcd_tls or {}
         self.heartbeat = KeepAlive(cfg.etcd, self.ttl, self._keepalive_requests, lambda: len(self.nodes),
-                                   self._lease_gone, self._stop)
+                                   self._lease_gone, self._stop, metadata=self._md, on_error=self._relogin,
+                                   credentials=etcd_mod.tls_credentials(etcd_tls.get("ca"), etcd_tls.get("cert"),
+                                                                        etcd_tls.get("key")))
         for target, name in ((self.heartbeat.run, "hollow-keepalive"), (self._maintain, "hollow-maintain")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -143,7 +170,8 @@ class HollowFleet:
         for thread in self._threads:   # first: no re-registration may follow the revokes
             thread.join(timeout=5)
         if revoke:
-            futures = [self.etcd.leasestub.LeaseRevoke.future(etcdrpc.LeaseRevokeRequest(ID=n.lease_id), 10)
+            futures = [self.etcd.leasestub.LeaseRevoke.future(etcdrpc.LeaseRevokeRequest(ID=n.lease_id), 10,
+                                                               metadata=self._md())
                        for n in self.nodes.values() if n.lease_id]
             for f in futures:
                 try:
@@ -152,14 +180,33 @@ class HollowFleet:
                     pass
         self.etcd.close()
 
+    # ---- etcd login (raw stub calls carry the token themselves) ----
+
+    def _md(self):
+        """This call's metadata: the login token, read fresh (None without etcd RBAC)."""
+        return etcd_mod.call_metadata(self.etcd)
+
+    def _relogin(self, exc):
+        """etcd forgot our token (idle, restarted): log in again so the next try gets through."""
+        if isinstance(exc, grpc.RpcError) and etcd_mod.relogin_if_expired(self.etcd, exc):
+            log.info("hollow fleet: etcd token expired; logged in again")
+
     # ---- registration ----
 
     def register(self, nodes: list):
         """Give each node a new lease and write all its keys under it, pipelined."""
+        try:
+            self._register(nodes)
+        except grpc.RpcError as e:
+            self._relogin(e)
+            raise
+
+    def _register(self, nodes: list):
         grants = []
         for i in range(0, len(nodes), PIPELINE):
-            window = [(n, self.etcd.leasestub.LeaseGrant.future(etcdrpc.LeaseGrantRequest(TTL=self.ttl), 10))
-                        for n in nodes[i:i + PIPELINE]]
+            window = [(n, self.etcd.leasestub.LeaseGrant.future(etcdrpc.LeaseGrantRequest(TTL=self.ttl), 10,
+                                                                metadata=self._md()))
+                      for n in nodes[i:i + PIPELINE]]
             grants += [(n, f.result().ID) for n, f in window]
         puts = []
         with self._lock:
@@ -187,7 +234,7 @@ class HollowFleet:
                     if node.keepalive is None:
                         continue
                     futures.append(self.etcd.leasestub.LeaseRevoke.future(
-                        etcdrpc.LeaseRevokeRequest(ID=node.lease_id), 10))
+                        etcdrpc.LeaseRevokeRequest(ID=node.lease_id), 10, metadata=self._md()))
                     self.by_lease.pop(node.lease_id, None)
                     node.keepalive = None
                     for container_id in node.containers:
@@ -210,7 +257,7 @@ class HollowFleet:
         for i in range(0, len(puts), PUTS_PER_TXN):
             ops = [etcdrpc.RequestOp(request_put=etcdrpc.PutRequest(key=k.encode(), value=v, lease=lease))
                    for k, v, lease in puts[i:i + PUTS_PER_TXN]]
-            pending.append(self.etcd.kvstub.Txn.future(etcdrpc.TxnRequest(success=ops), 10))
+            pending.append(self.etcd.kvstub.Txn.future(etcdrpc.TxnRequest(success=ops), 10, metadata=self._md()))
             if len(pending) >= PIPELINE:
                 pending.pop(0).result()
         for f in pending:
@@ -222,7 +269,11 @@ class HollowFleet:
                for k, v in puts.items()]
         ops += [etcdrpc.RequestOp(request_delete_range=etcdrpc.DeleteRangeRequest(key=k.encode())) for k in deletes]
         if ops:
-            self.etcd.kvstub.Txn(etcdrpc.TxnRequest(success=ops), 10)
+            try:
+                self.etcd.kvstub.Txn(etcdrpc.TxnRequest(success=ops), 10, metadata=self._md())
+            except grpc.RpcError as e:
+                self._relogin(e)     # the command fails; its caller's retry gets through
+                raise
 
     # ---- heartbeat (gaia_node/hollow/keepalive.py) and its upkeep ----
 

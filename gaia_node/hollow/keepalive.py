@@ -4,6 +4,8 @@ One asyncio loop and one gRPC channel to etcd; each round (every ttl/3) sends on
 LeaseKeepAliveRequest per lease, dealt over a few LeaseKeepAlive streams (LEASES_PER_STREAM
 each) written concurrently, and reads the answers. A lease etcd answers with TTL 0 (expired or
 revoked) is handed to `on_gone`; when the stream breaks the next endpoint is tried, backing off.
+Under etcd RBAC each stream starts with the fleet's current login token (`metadata()`), and a
+broken stream's error goes to `on_error` (which logs in again when etcd forgot the token).
 """
 import asyncio
 import itertools
@@ -22,10 +24,16 @@ MAX_STREAMS = 32
 
 
 class KeepAlive:
-    def __init__(self, endpoints: list, ttl: int, requests, leases, on_gone, stop):
+    def __init__(self, endpoints: list, ttl: int, requests, leases, on_gone, stop, metadata=lambda: None,
+                 on_error=lambda exc: None, credentials=None):
         """`requests()`: this round's LeaseKeepAliveRequests; `leases()`: about how many there
-        are; `on_gone(lease_id)`: etcd says that lease is gone; `stop`: a threading.Event."""
+        are; `on_gone(lease_id)`: etcd says that lease is gone; `stop`: a threading.Event;
+        `metadata()`: what each stream sends (etcd's login token); `credentials`: for https://
+        endpoints (default: the system's roots)."""
         self.endpoints = list(endpoints)
+        self.metadata = metadata
+        self.on_error = on_error
+        self.credentials = credentials
         self.ttl = ttl
         self.requests = requests
         self.leases = leases
@@ -56,16 +64,18 @@ class KeepAlive:
         while not self._stop.is_set():
             host, port, secure = next(endpoints)
             target = f"{host}:{port}"
-            channel = (grpc.aio.secure_channel(target, grpc.ssl_channel_credentials()) if secure
-                       else grpc.aio.insecure_channel(target))
+            channel = (grpc.aio.secure_channel(target, self.credentials or grpc.ssl_channel_credentials())
+                       if secure else grpc.aio.insecure_channel(target))
             streams = max(1, min(MAX_STREAMS, -(-self.leases() // LEASES_PER_STREAM)))
             calls, readers = [], []
             try:
                 for _ in range(streams):
-                    calls.append(etcdrpc.LeaseStub(channel).LeaseKeepAlive())
+                    calls.append(etcdrpc.LeaseStub(channel).LeaseKeepAlive(metadata=self.metadata()))
                     readers.append(asyncio.ensure_future(self._read_answers(calls[-1])))
                 await self._send_rounds(calls, readers)
             except (grpc.aio.AioRpcError, asyncio.CancelledError, grpc.RpcError) as e:
+                if isinstance(e, grpc.aio.AioRpcError):
+                    self.on_error(e)
                 if not self._stop.is_set():  # etcd away: next endpoint, backing off; leases expire only after ttl
                     self._stream_failures += 1
                     (log.warning if self._stream_failures == 1 else log.debug)(

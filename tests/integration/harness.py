@@ -22,6 +22,7 @@ from gaia_common.etcd import connect
 from gaia_common.keys import Keys
 from gaia_common.security.identity import Identity
 from gaia_common.security.pki import CertificateAuthority
+from gaia_node.hollow.fleet import hollow_ids
 from gaia_node.network import hook as network_hook
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -133,7 +134,9 @@ class LocalCluster:
         base_id = base_id or f"{self.name}-h"
         config = {"cluster": self.name, "etcd": self.etcd_endpoints, "listen": "127.0.0.1:0",
                   "id": base_id, "lease_ttl": 3, **overrides}
-        proc = self._spawn("node", self._with_tls(config, "node", base_id), base_id, args=("--hollow", str(count)))
+        if self.ca is not None:   # one certificate naming every hollow node's server name
+            config.setdefault("tls", self.tls_files("node", base_id, serves=hollow_ids(base_id, count)))
+        proc = self._spawn("node", config, base_id, args=("--hollow", str(count)))
         self.nodes[base_id] = proc
         return proc
 

@@ -15,8 +15,8 @@ from gaia_common import etcd as etcd_mod
 from gaia_common.client import GaiaError, MasterClient
 from gaia_common.keys import Keys
 from gaia_common.pb import master_pb2, master_pb2_grpc
-from gaia_common.security.identity import Identity
-from gaia_common.security.pki import identity_of, make_csr
+from gaia_common.security.identity import Identity, node_server_name
+from gaia_common.security.pki import dns_names, identity_of, make_csr
 from gaia_common.security.tls import TlsFiles
 from gaia_common import rpc
 from gaia_master.enrol import JoinTokens, Refused
@@ -173,3 +173,23 @@ def test_only_admins_make_tokens(cluster):
     with pytest.raises(GaiaError) as refused:
         node.call("CreateJoinToken", master_pb2.JoinTokenRequest())
     assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
+
+
+@pytest.mark.parametrize("how", ["csr", "addresses"])
+def test_a_join_asking_for_another_nodes_server_name_is_refused(cluster, how):
+    """node-2 asking for node-1's server name (in its CSR or its addresses) would get a
+    certificate to pose as node-1 to the master and AMs: refused, and the token stays good."""
+    tok = token(cluster)
+    other = node_server_name(NAME, "enrol-n1")
+    asks = Identity("node", "enrol-n1", NAME) if how == "csr" else Identity("node", "enrol-pose", NAME)
+    csr, _ = make_csr(asks, ["127.0.0.1"])
+    addresses = ["127.0.0.1"] + ([other] if how == "addresses" else [])
+    with rpc.channel(cluster.join_address, tls=TlsFiles(ca=cluster.admin_tls["ca"])) as channel:
+        with pytest.raises(grpc.RpcError) as err:
+            master_pb2_grpc.EnrolStub(channel).JoinNode(master_pb2.JoinNodeRequest(
+                token=tok, node_id="enrol-pose", csr_pem=csr, addresses=addresses), timeout=20)
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED and other in err.value.details()
+        own, _ = make_csr(Identity("node", "enrol-pose", NAME), ["127.0.0.1"])
+        answer = master_pb2_grpc.EnrolStub(channel).JoinNode(master_pb2.JoinNodeRequest(
+            token=tok, node_id="enrol-pose", csr_pem=own, addresses=["127.0.0.1"]), timeout=20)
+    assert dns_names(bytes(answer.cert_pem)) == [node_server_name(NAME, "enrol-pose")]

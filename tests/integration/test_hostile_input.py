@@ -251,3 +251,27 @@ def test_a_huge_am_report_is_cut_so_the_app_record_stays_storable(etcd_server):
             app_id=app_id, attempt=attempt, state=types_pb2.APP_STATE_FAILED, message="z" * 900_000), timeout=10)
     assert status.app.state == types_pb2.APP_STATE_FAILED
     assert status.app.message.startswith("zzz") and len(status.app.message) <= 4096
+
+
+def test_updates_piling_up_versions_are_refused_before_the_record_outgrows_etcd(etcd_server):
+    """Versions are kept until a rollout ends (no AM runs here): big specs updated again and
+    again would make the app's record too large for etcd, and UpdateApp answered UNKNOWN
+    ("request is too large"). It is refused, naming the field; the app stays usable."""
+    part = "x" * (spec_mod.MAX_TEXT - 8)
+    with fuzz_specs.fuzzed_master(etcd_server.endpoint) as stub:
+        spec = types_pb2.AppSpec(name="piles", pool="default", kind=1, driver="process", instances=0,
+                                 command=["echo", part, part, part, part[:-2000]])
+        stub.SubmitApp(master_pb2.SubmitAppRequest(spec=spec, idempotency_key="piles"), timeout=10)
+        codes = []
+        for letter in "abcdef":
+            spec.command[1] = part.replace("x", letter)
+            try:
+                stub.UpdateApp(master_pb2.UpdateAppRequest(name="piles", spec=spec), timeout=10)
+                codes.append(grpc.StatusCode.OK)
+            except grpc.RpcError as e:
+                codes.append(e.code())
+                assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e.details()
+                assert e.details().startswith("spec:") and "versions" in e.details(), e.details()
+        assert codes[0] == grpc.StatusCode.OK and grpc.StatusCode.INVALID_ARGUMENT in codes, codes
+        killed = stub.KillApp(master_pb2.KillAppRequest(name="piles"), timeout=10)
+    assert killed.app.state == types_pb2.APP_STATE_KILLED

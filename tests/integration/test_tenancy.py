@@ -350,3 +350,22 @@ def test_privileged_asks_and_idempotency_keys_are_per_tenant_user(world):
     assert again.existed and again.app_id == mine.app_id                   # a retry is still a retry
     for client, name in ((alice, "a-key"), (bob, "b-key")):
         client.call("KillApp", master_pb2.KillAppRequest(name=name))
+
+
+def test_a_finished_app_of_another_tenant_keeps_its_name(world):
+    """App names are cluster-wide: tenant A submitting the name of tenant B's finished app
+    used to replace it (B's record and events erased, B's name now resolving to A's
+    instances). It is refused, saying only that the name is taken; B's app stays B's."""
+    alice, bob, admin = world.users["alice"], world.users["bob"], world.users["admin"]
+    bob.call("SubmitApp", master_pb2.SubmitAppRequest(spec=app_spec("b-done", "pool-b")))
+    bob.call("KillApp", master_pb2.KillAppRequest(name="b-done"))
+    for name in ("b-done", "b-web"):          # finished and running alike
+        with pytest.raises(GaiaError) as info:
+            alice.call("SubmitApp", master_pb2.SubmitAppRequest(spec=app_spec(name, "pool-a")))
+        assert info.value.code == grpc.StatusCode.ALREADY_EXISTS, info.value.message
+        assert info.value.message == f"the name '{name}' is taken by an application you may not see"
+    status = bob.call("GetApp", master_pb2.GetAppRequest(name="b-done"))
+    assert status.app.spec.pool == "pool-b" and status.app.state == types_pb2.APP_STATE_KILLED
+    again = admin.call("SubmitApp", master_pb2.SubmitAppRequest(spec=app_spec("b-done", "pool-b"), idempotency_key="x"))
+    assert not again.existed        # a cluster admin may still reuse it
+    admin.call("KillApp", master_pb2.KillAppRequest(name="b-done"))

@@ -57,3 +57,22 @@ def test_token_records_keep_hashes_only():
     record = TokenRecord(hash="ab" * 32, expires=1.5, node_id="n1", created_by="user admin")
     assert TokenRecord.load(record.dump()) == record
     assert b"secret" not in record.dump()
+
+
+def test_no_join_may_ask_for_a_server_name_under_gaia():
+    with pytest.raises(Refused, match="under .gaia") as err:
+        check_hosts(["10.0.0.5", "node-1.node.prod.gaia"], set())
+    assert err.value.code == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_csr_naming_another_nodes_server_name_is_refused():
+    from gaia_common.security.identity import Identity
+    from gaia_common.security.pki import make_csr
+    from gaia_master.enrol import check_csr_names
+    node2 = Identity("node", "node-2", "prod")
+    own, _ = make_csr(node2, ["10.0.0.2"])          # carries node-2's own name: fine
+    check_csr_names(own, node2)
+    posing, _ = make_csr(Identity("node", "node-1", "prod"), ["10.0.0.2"])
+    with pytest.raises(Refused, match="node-1.node.prod.gaia") as err:
+        check_csr_names(posing, node2)
+    assert err.value.code == grpc.StatusCode.PERMISSION_DENIED

@@ -59,3 +59,11 @@ def test_quota_room_names_the_binding_pool_and_dimension():
     assert (room, limit) == (3, ("a/b", "cpu_millis"))
     room, limit = tree.quota_room(tree.index["a/b"], vec(cpu_millis=1, memory_bytes=4))
     assert (room, limit) == (2, ("a", "memory_bytes"))
+
+
+def test_water_fill_with_no_capacity_and_no_guarantees_gives_nothing_without_nan():
+    """A cluster with no nodes yet: nothing to share, and no NaN (0 * inf) warnings."""
+    demand = np.array([[1000.0, 0.0], [500.0, 0.0]])
+    with np.errstate(all="raise"):
+        out = water_fill(demand, np.ones(2), np.zeros((2, 2)), np.zeros(2), np.zeros(2))
+    assert out.tolist() == [[0.0, 0.0], [0.0, 0.0]]

@@ -386,3 +386,28 @@ def test_threads_of_one_process_share_the_budget_without_overcommit(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [str(64 * MiB), str(64 * MiB), "0"]
+
+
+@pytest.mark.parametrize("mode", ["direct", "gpa"])
+def test_sizes_that_overflow_64_bits_are_refused_not_charged_nothing(tmp_path, mode):
+    """Array and pitch sizes are products of caller-given dimensions: one that wraps 64 bits must be
+    refused, not charged its wrapped remainder (0 for 2^32 x 2^32 bytes). And a size near 2^63 must
+    not overflow `used + size` past the limit check (a negative sum passed it). The fake driver
+    makes arrays of any size, as a driver that checked less would."""
+    conf = probe.config(tmp_path, limit=8 * MiB)
+    huge = 1 << 32
+    out = probe.run("mem", 6 * MiB,
+                    "array", huge, huge, 0x01, 1,                   # 2^64 bytes: wrapped to 0
+                    "array", 1 << 31, 1 << 31, 0x10, 1,             # 2^63 bytes: a negative long long
+                    "array3d", huge, huge, huge, 0x01, 1, 0,        # 2^96 bytes
+                    "mipmap", 1 << 31, 1 << 31, 0, 0x10, 1, 2, 0,   # its first level alone is 2^63
+                    "mem", (1 << 63) - 2 * MiB,                     # 6 MiB + this wraps a long long
+                    "mem", 6 * MiB,          # (the wrapped charge and its rollback used to zero the 6 MiB)
+                    "info", mode=mode, conf=conf)
+    assert allocs(out) == [0, OOM, OOM, OOM, OOM, OOM, OOM]
+    assert infos(out) == [6 * MiB]
+    # without a limit too: no device holds 2^63 bytes, and the container's total stays sane
+    free = probe.config(tmp_path, name="free.conf", region="free")
+    out = probe.run("mem", MiB, "array", huge, huge, 0x01, 1, "info", mode=mode, conf=free)
+    assert allocs(out) == [0, OOM]
+    assert region_reader.read(tmp_path / "free").used() == 0

@@ -218,10 +218,12 @@ vcuda_dlsym_fn vcuda_real_dlsym(void)
 {
     vcuda_dlsym_fn fn = __atomic_load_n(&g_real_dlsym, __ATOMIC_ACQUIRE);
     if (fn == NULL) {
-        /* libc's own (glibc >= 2.34 keeps it in libc, older ones in libdl at GLIBC_2.2.5) */
-        fn = (vcuda_dlsym_fn)dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.34");
-        if (fn == NULL)
-            fn = (vcuda_dlsym_fn)dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.2.5");
+        /* libc's own (glibc >= 2.34 keeps it in libc, older ones in libdl at the architecture's
+         * base version: GLIBC_2.2.5 on x86_64, GLIBC_2.17 on aarch64 and ppc64le, GLIBC_2.0 on
+         * i386; without these, an older aarch64 glibc found none and aborted the program) */
+        static const char *const versions[] = {"GLIBC_2.34", "GLIBC_2.2.5", "GLIBC_2.17", "GLIBC_2.0"};
+        for (size_t i = 0; fn == NULL && i < sizeof(versions) / sizeof(versions[0]); i++)
+            fn = (vcuda_dlsym_fn)dlvsym(RTLD_NEXT, "dlsym", versions[i]);
         if (fn == NULL) {
             fprintf(stderr, "gaia vcuda: cannot find libc's dlsym\n");
             abort();
@@ -379,7 +381,9 @@ __attribute__((destructor)) static void fini(void)
         if (!vcuda_mem_active()) \
             return call; \
         int rdev_ = (rdev_expr); \
-        long long bytes_ = (long long)(bytes_expr); \
+        /* a size_t past 2^63 stays huge (refused), never a negative that charges nothing */ \
+        unsigned long long ubytes_ = (unsigned long long)(bytes_expr); \
+        long long bytes_ = ubytes_ > (unsigned long long)LLONG_MAX ? LLONG_MAX : (long long)ubytes_; \
         CUresult rc_ = vcuda_mem_reserve(rdev_, bytes_); \
         if (rc_ != CUDA_SUCCESS) \
             return rc_; \
@@ -441,8 +445,23 @@ static CUresult settle_pitch(int rdev, long long reserved, long long actual, CUd
 
 static long long pitch_estimate(size_t width, size_t height)
 {
-    size_t pitch = (width + VCUDA_PITCH_ALIGN - 1) / VCUDA_PITCH_ALIGN * VCUDA_PITCH_ALIGN;
-    return (long long)pitch * (long long)(height ? height : 1);
+    /* saturating (LLONG_MAX is refused by the reserve): a wrapped product would charge nothing */
+    unsigned long long pitch = (width / VCUDA_PITCH_ALIGN + (width % VCUDA_PITCH_ALIGN != 0)) *
+                               (unsigned long long)VCUDA_PITCH_ALIGN, bytes;
+    if (__builtin_mul_overflow(pitch, (unsigned long long)(height ? height : 1), &bytes) ||
+        bytes > (unsigned long long)LLONG_MAX)
+        return LLONG_MAX;
+    return (long long)bytes;
+}
+
+/* The driver's pitch x height, saturating like pitch_estimate. */
+static long long pitch_bytes(size_t pitch, size_t height)
+{
+    unsigned long long bytes;
+    if (__builtin_mul_overflow((unsigned long long)pitch, (unsigned long long)height, &bytes) ||
+        bytes > (unsigned long long)LLONG_MAX)
+        return LLONG_MAX;
+    return (long long)bytes;
 }
 
 CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pitch, size_t width, size_t height,
@@ -461,7 +480,7 @@ CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pitch, size_t width, size
         vcuda_mem_unreserve(rdev, est);
         return rc;
     }
-    return settle_pitch(rdev, est, (long long)*pitch * (long long)height, *dptr, 0);
+    return settle_pitch(rdev, est, pitch_bytes(*pitch, height), *dptr, 0);
 }
 
 CUresult cuMemAllocPitch(CUdeviceptr_v1 *dptr, unsigned int *pitch, unsigned int width,
@@ -480,7 +499,7 @@ CUresult cuMemAllocPitch(CUdeviceptr_v1 *dptr, unsigned int *pitch, unsigned int
         vcuda_mem_unreserve(rdev, est);
         return rc;
     }
-    return settle_pitch(rdev, est, (long long)*pitch * (long long)height, *dptr, 1);
+    return settle_pitch(rdev, est, pitch_bytes(*pitch, height), *dptr, 1);
 }
 
 CUresult cuMemFree(CUdeviceptr_v1 dptr)

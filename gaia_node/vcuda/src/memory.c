@@ -1,6 +1,7 @@
 /* GPU memory accounting (see memory.h). */
 #include "memory.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,10 +196,15 @@ CUresult vcuda_mem_reserve(int rdev, long long bytes)
                         "allocation\n", VCUDA_MAX_PROCS);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
-    if (g_limit > 0 && r->devices[rdev].used + bytes > g_limit) {
+    /* compared as bytes > room, never used + bytes > limit: a request near 2^63 (a size_t the
+     * driver will refuse, or a saturated array size) would overflow the sum, pass the check and,
+     * until it is rolled back, leave a negative total that lets every other process overcommit */
+    if (bytes > LLONG_MAX - (r->devices[rdev].used > 0 ? r->devices[rdev].used : 0) ||
+        (g_limit > 0 && bytes > g_limit - r->devices[rdev].used)) {
         /* memory still charged to processes that died without giving it back */
         vcuda_region_reclaim_dead(r);
-        if (r->devices[rdev].used + bytes > g_limit) {
+        long long used = r->devices[rdev].used > 0 ? r->devices[rdev].used : 0;
+        if (bytes > LLONG_MAX - used || (g_limit > 0 && bytes > g_limit - used)) {
             vcuda_region_unlock(r);
             return CUDA_ERROR_OUT_OF_MEMORY;
         }
@@ -480,15 +486,21 @@ static struct geometry format_geometry(int format)
 
 static unsigned long long ceil_div(unsigned long long a, unsigned long long b)
 {
-    return (a + b - 1) / b;
+    return a / b + (a % b != 0); /* (a + b - 1) / b wraps for a near 2^64 */
 }
 
 long long vcuda_array_bytes(int format, unsigned channels, size_t w, size_t h, size_t d)
 {
     struct geometry g = format_geometry(format);
-    unsigned long long blocks = ceil_div(w ? w : 1, g.bw) * ceil_div(h ? h : 1, g.bh) * (d ? d : 1);
-    unsigned long long per = g.num * (g.per_channel ? (channels ? channels : 1) : 1);
-    return (long long)ceil_div(blocks * per, g.den);
+    unsigned long long blocks, bytes;
+    unsigned long long per = (unsigned long long)g.num * (g.per_channel ? (channels ? channels : 1) : 1);
+    /* saturating: dimensions whose product wraps 64 bits must not be charged a few bytes (or 0,
+     * which charges nothing); LLONG_MAX is refused by vcuda_mem_reserve */
+    if (__builtin_mul_overflow(ceil_div(w ? w : 1, g.bw), ceil_div(h ? h : 1, g.bh), &blocks) ||
+        __builtin_mul_overflow(blocks, (unsigned long long)(d ? d : 1), &blocks) ||
+        __builtin_mul_overflow(blocks, per, &bytes) || bytes / g.den > (unsigned long long)LLONG_MAX)
+        return LLONG_MAX;
+    return (long long)ceil_div(bytes, g.den);
 }
 
 #define VCUDA_UNBACKED (CUDA_ARRAY3D_SPARSE | CUDA_ARRAY3D_DEFERRED_MAPPING)
@@ -513,10 +525,14 @@ long long vcuda_mipmap_bytes(const CUDA_ARRAY3D_DESCRIPTOR *desc, unsigned level
     for (unsigned i = 0; i < levels; i++) {
         long long level = vcuda_array_bytes(desc->Format, desc->NumChannels, w, h, d);
         if (w == 1 && h == 1 && (keep_depth || d == 1)) {
-            total += level * (long long)(levels - i); /* the rest are all this size */
+            long long rest; /* the rest are all this size */
+            if (__builtin_mul_overflow(level, (long long)(levels - i), &rest) ||
+                __builtin_add_overflow(total, rest, &total))
+                return LLONG_MAX;
             break;
         }
-        total += level;
+        if (__builtin_add_overflow(total, level, &total))
+            return LLONG_MAX;
         w = w > 1 ? w / 2 : 1;
         h = h > 1 ? h / 2 : 1;
         if (!keep_depth)

@@ -362,6 +362,8 @@ static void make_key(void)
     }
 }
 
+static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;   /* gpu_of's; re-made in a fork child */
+
 static void at_fork_child(void)
 {
     /* CUDA contexts do not survive fork: the child starts with no contexts and no work. */
@@ -371,6 +373,8 @@ static void at_fork_child(void)
     T.pid = getpid();
     memset(T.have_est, 0, sizeof(T.have_est));
     pthread_mutex_init(&T.mu, NULL);
+    /* a thread of the parent may have been opening a GPU file: its lock would never be released */
+    pthread_mutex_init(&open_mu, NULL);
 }
 
 static void at_exit_release(void)
@@ -449,7 +453,6 @@ static int gpu_slot_locked(struct gpu_file *g, int64_t now)
 /* The GPU file of device ordinal `dev`, opened on first use. */
 static struct gpu_file *gpu_of(int dev)
 {
-    static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
     struct gpu_file *g = __atomic_load_n(&T.gpu[dev], __ATOMIC_ACQUIRE);
     if (g || T.gfail[dev])
         return g;
