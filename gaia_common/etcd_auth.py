@@ -7,7 +7,8 @@ name, `gaia-<cluster>-<kind>`:
   master   read and write everything under /gaia/<cluster>/
   node     read and write nodes/, containers/ and services/ (what node managers write; their
            deletes compare values, which needs read too); read masters/ (the leader's epoch,
-           for fencing) and allocations/ (an app's current AM attempt, the hollow fleet's grants)
+           for fencing), allocations/ (an app's current AM attempt, the hollow fleet's grants)
+           and apps/ (an AM's container spec is checked against its app's: gaia_node/spec_check.py)
   dns      read services/
   client   read masters/
 
@@ -43,7 +44,7 @@ _TIMEOUT = 10.0
 GRANTS = {
     "master": [(READWRITE, "")],
     "node": [(READWRITE, "nodes/"), (READWRITE, "containers/"), (READWRITE, "services/"),
-             (READ, "masters/"), (READ, "allocations/")],
+             (READ, "masters/"), (READ, "allocations/"), (READ, "apps/")],
     "dns": [(READ, "services/")],
     "client": [(READ, "masters/")],
 }

@@ -28,6 +28,7 @@ from gaia_node.ports import PortAllocator
 from gaia_node.publish import Publisher
 from gaia_node.registration import ETCD_ERRORS, Registration
 from gaia_node.service import NodeService
+from gaia_node.spec_check import SpecCheck, grant_reader
 from gaia_node.state import ContainerDirs
 
 log = logging.getLogger("gaia.node")
@@ -91,6 +92,7 @@ class NodeManager:
         self.fencing = FencingStore(cfg.state_dir)
         self.epoch = EpochGuard(lambda: current_epoch(self.etcd, self.keys), errors=ETCD_ERRORS, store=self.fencing)
         self.attempts = AttemptGuard(self.fencing, am_attempt_reader(self.etcd, self.keys), errors=ETCD_ERRORS)
+        self.spec_check = SpecCheck(self.node_id, grant_reader(self.etcd, self.keys, ETCD_ERRORS))
         self.registration.start()
         self.epoch.refresh()
         self._every(EPOCH_POLL, self.epoch.refresh, "gaia-node-epoch")

@@ -3,7 +3,8 @@
 Every command carries the epoch of the leader that authorised it; one from an
 ApplicationMaster also its attempt (StartContainerRequest.am_attempt, StopContainerRequest
 app_id + am_attempt; 0 from a master). A stale epoch or attempt is FAILED_PRECONDITION and
-counted in NodeReport.refused_commands (gaia_node/epoch.py, gaia_node/fencing.py).
+counted in NodeReport.refused_commands (gaia_node/epoch.py, gaia_node/fencing.py). An AM's
+StartContainer must also be what the master granted and accepted (gaia_node/spec_check.py).
 """
 import contextlib
 
@@ -18,6 +19,7 @@ from gaia_node.drivers.base import StartFailed
 from gaia_node.epoch import StaleEpoch
 from gaia_node.fencing import StaleAttempt
 from gaia_node.ports import PortUnavailable
+from gaia_node.spec_check import CannotCheck, NoGrant, NotGranted
 from gaia_node.validation import check_host_access
 
 
@@ -29,6 +31,9 @@ MAX_APP_ID = 200   # app ids become etcd keys and file names
 CODES = ((StaleEpoch, grpc.StatusCode.FAILED_PRECONDITION),
          (StaleAttempt, grpc.StatusCode.FAILED_PRECONDITION),
          (NotYours, grpc.StatusCode.PERMISSION_DENIED),
+         (NoGrant, grpc.StatusCode.FAILED_PRECONDITION),
+         (NotGranted, grpc.StatusCode.PERMISSION_DENIED),
+         (CannotCheck, grpc.StatusCode.UNAVAILABLE),
          (SpecError, grpc.StatusCode.INVALID_ARGUMENT),
          (NotFound, grpc.StatusCode.NOT_FOUND),
          (PortUnavailable, grpc.StatusCode.RESOURCE_EXHAUSTED),
@@ -56,6 +61,8 @@ class NodeService(node_pb2_grpc.NodeServicer):
                 if request.spec.is_am:
                     raise NotYours("an ApplicationMaster cannot start an ApplicationMaster (the leader does)")
                 self._admit_am(request.spec.app_id, request.am_attempt, "spec.app_id")
+                # the AM runs tenant code: what it sends is checked against the grant in etcd
+                self.manager.spec_check.check(request.spec)
             # this node's own allow-list, whatever the master let through
             check_host_access(request.spec, self.manager.cfg.host_path_allow)
             return self.manager.containers.start(request.spec)

@@ -68,10 +68,11 @@ def test_node_credential_writes_node_keys_and_nothing_else(rbac):
     assert ok
     assert node.get_prefix_response(A.election).header.revision > 0     # the leader's epoch, for fencing
     node.get(A.allocation("app1", "am"))                                 # the app's AM attempt
+    node.get(A.app("web"))                                               # an AM's spec is checked against it
     for key in (A.app("web"), A.allocation("app1", "0"), A.pool("ads"), A.leader, A.drain("n1"),
                 A.join_token("abc"), B.node("n1"), B.service("web", "0")):
         assert denied(lambda: node.put(key, b"evil")), key
-    for key in (A.app("web"), A.etcd_credential("node"), A.user("u"), B.node("n1")):
+    for key in (A.etcd_credential("node"), A.user("u"), B.node("n1"), B.app("web")):
         assert denied(lambda: node.get(key)), key
     assert denied(lambda: node.delete_prefix(A.root))
 

@@ -16,7 +16,7 @@ from google.protobuf import message_factory
 from gaia_common import rpc
 from gaia_common.pb import master_pb2, node_pb2, node_pb2_grpc
 from gaia_common.security import policy
-from gaia_common.security.identity import Identity
+from gaia_common.security.identity import Identity, node_server_name
 from gaia_common.security.pki import CertificateAuthority
 from gaia_common.security.tls import TlsFiles
 from tests.integration.harness import LocalCluster, wait_for
@@ -165,7 +165,9 @@ def test_certificate_of_another_cluster_is_refused(cluster):
 
 
 def node_stub(cluster, tls):
-    return node_pb2_grpc.NodeStub(rpc.channel(cluster.node_address, tls=tls))
+    """Dialed as the master and AMs dial a node: expecting its own server name."""
+    return node_pb2_grpc.NodeStub(rpc.channel(cluster.node_address, tls=tls,
+                                              server_name=node_server_name(cluster.name, cluster.node_id)))
 
 
 def test_one_node_cannot_command_another(cluster):

@@ -45,10 +45,12 @@ def test_nodes_write_only_what_nodes_write():
         assert not allowed("node", key, write=True), key
 
 
-def test_nodes_read_the_epoch_and_allocations_but_no_secrets():
+def test_nodes_read_the_epoch_allocations_and_apps_but_no_secrets():
     assert allowed("node", K.election_key(7), write=False)
     assert allowed("node", K.allocation("a1", "am"), write=False)
-    for key in (K.etcd_credential("node"), K.join_token("abc"), K.user("u"), K.app("a"), K.tenant("t")):
+    assert allowed("node", K.app("a"), write=False)     # an AM's container spec is checked against it
+    for key in (K.etcd_credential("node"), K.join_token("abc"), K.user("u"), K.tenant("t"), K.acl("x"),
+                K.pool("p")):
         assert not allowed("node", key, write=False), key
 
 

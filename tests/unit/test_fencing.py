@@ -82,6 +82,8 @@ def test_store_forgets_the_oldest_app_beyond_its_bound(tmp_path):
 def test_restarted_node_refuses_a_deposed_leader_while_etcd_is_away(tmp_path):
     leader = [4]
     first = EpochGuard(lambda: leader[0], errors=(OSError,), store=FencingStore(tmp_path), clock=Clock())
+    first.admit(4)
+    leader[0] = 9                     # a failover, confirmed by etcd on the new leader's first command
     first.admit(9)
 
     def down():
@@ -134,8 +136,17 @@ def test_a_fresh_read_of_the_same_attempt_is_reused_when_allowed(tmp_path):
     clock.now += 0.2
     guard.admit("app", 1)
     assert etcd.reads == 1
-    guard.admit("app", 3)             # an attempt other than the one read: read again
+    with pytest.raises(StaleAttempt, match="not one etcd knows"):
+        guard.admit("app", 3)         # an attempt other than the one read: read again (and refused)
     assert etcd.reads == 2
+
+
+def test_forged_future_attempt_is_refused_and_does_not_lock_out_the_am(tmp_path):
+    guard = attempt_guard(tmp_path, Etcd(app=2))
+    with pytest.raises(StaleAttempt, match="AM attempt 99 of app is not one etcd knows"):
+        guard.admit("app", 99)
+    guard.admit("app", 2)
+    assert FencingStore(tmp_path).attempt("app") == 2 and guard.refused_commands == 1
 
 
 def test_app_without_an_am_refuses_am_commands(tmp_path):
@@ -198,7 +209,8 @@ def service(tmp_path):
     manager = types.SimpleNamespace(
         cfg=types.SimpleNamespace(host_path_allow=[]),
         epoch=EpochGuard(lambda: 5, errors=(OSError,), store=store),
-        attempts=AttemptGuard(store, etcd.read, errors=(OSError,)), containers=FakeContainers())
+        attempts=AttemptGuard(store, etcd.read, errors=(OSError,)), containers=FakeContainers(),
+        spec_check=types.SimpleNamespace(check=lambda spec: None))   # tests/unit/test_node_spec_check.py
     return NodeService(manager), manager
 
 
