@@ -150,8 +150,9 @@ class AttemptGuard:
         if current == NO_AM:
             self._refuse(f"AM attempt {attempt} of {app_id}: the app has no ApplicationMaster "
                          "(it finished or is unknown)")
-        if current is not None and attempt > current:
+        if current is not None and attempt > max(current, known):
             # a made-up future attempt, remembered, would lock the app's real AM out of this node
+            # (one at most the remembered one was confirmed by etcd once: a restored etcd may lag)
             self._refuse(f"AM attempt {attempt} of {app_id} is not one etcd knows (the app's AM is attempt {current})")
         self.store.raise_attempt(app_id, attempt)   # on disk before the command runs
 

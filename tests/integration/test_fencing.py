@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from gaia_common import fuzz_specs, rpc, spec as spec_mod
+from gaia_common.masters import current_epoch
 from gaia_common.pb import master_pb2, master_pb2_grpc, node_pb2, node_pb2_grpc, types_pb2
 from gaia_node.fencing import FILE
 from tests.integration.harness import LocalCluster, wait_for
@@ -121,25 +122,36 @@ def test_resumed_old_am_cannot_start_or_stop_anything(cluster):
 
 
 def test_restarted_node_keeps_the_highest_epoch_and_attempts(node, etcd):
-    """No master here (etcd's leader epoch is 0); then etcd is restored from an older backup."""
+    """A leader's epoch and an AM attempt seen; then etcd is restored from an older backup (no
+    master, an older attempt). The AM's start needs a grant (tests/integration/test_node_spec_check.py)."""
     spec = node.spec(name="kept", command=["sleep", "60"])
     alloc_key = node.keys.allocation(spec.app_id, "am")
     etcd.put(alloc_key, types_pb2.Allocation(app_id=spec.app_id, instance_id="am", attempt=3).SerializeToString())
-    request = node_pb2.StartContainerRequest(epoch=50, spec=spec, am_attempt=3)
+    etcd.put(node.keys.allocation(spec.app_id, "0"), types_pb2.Allocation(
+        app_id=spec.app_id, instance_id="0", node_id=node.cfg.id).SerializeToString())
+    app = types_pb2.AppSpec(name="kept", driver="process", command=["sleep", "60"])
+    etcd.put(node.keys.app("kept"), types_pb2.AppRecord(app_id=spec.app_id, spec=app).SerializeToString())
+    leader = etcd.lease(30)
+    etcd.put(node.keys.election_key(leader.id), b"", lease=leader)
+    epoch = current_epoch(etcd, node.keys)     # only an epoch etcd confirms is ever remembered
+    request = node_pb2.StartContainerRequest(epoch=epoch, spec=spec, am_attempt=3)
     assert node.stub.StartContainer(request, timeout=15).state == RUNNING
+    etcd.revoke_lease(leader.id)
 
     node.stop()
     etcd.put(alloc_key, types_pb2.Allocation(app_id=spec.app_id, instance_id="am", attempt=1).SerializeToString())
     node.start()
     report = node.report()
-    assert report.known_epoch == 50
+    assert report.known_epoch == epoch
     with open(os.path.join(node.cfg.state_dir, FILE)) as f:
-        assert json.load(f) == {"epoch": 50, "attempts": [[spec.app_id, 3]]}
-    stop = node_pb2.StopContainerRequest(epoch=49, container_id=spec.container_id, app_id=spec.app_id, am_attempt=3)
+        assert json.load(f) == {"epoch": epoch, "attempts": [[spec.app_id, 3]]}
+    stop = node_pb2.StopContainerRequest(epoch=epoch - 1, container_id=spec.container_id, app_id=spec.app_id,
+                                         am_attempt=3)
     with pytest.raises(grpc.RpcError) as e:
         node.stub.StopContainer(stop, timeout=15)
-    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "stale epoch 49 < 50" in e.value.details()
-    stop.epoch, stop.am_attempt = 50, 2
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"stale epoch {epoch - 1} < {epoch}" in e.value.details()
+    stop.epoch, stop.am_attempt = epoch, 2
     with pytest.raises(grpc.RpcError) as e:
         node.stub.StopContainer(stop, timeout=15)
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
