@@ -292,8 +292,11 @@ class MasterService(master_pb2_grpc.MasterServicer):
         decided on it, or after wait_seconds: grants also reach the AM through GetApp."""
         record = self._am_record(request.app_id, request.attempt)
         target = self._target(record, request)
-        shape = request.resources.request
-        spec_mod.validate_requirements(request.resources)
+        # the shape is the app spec's, whatever the AM sends: an AM (whose key tenant code may
+        # reach) cannot hold more capacity than its app asked for (nodes check the same)
+        if request.HasField("resources") and request.resources != record.spec.resources:
+            raise spec_mod.SpecError("resources", "must be the app spec's resources (the master holds them)")
+        shape = record.spec.resources.request
         first = record.next_instance
         mark = self.m.book.mark()
         self.m.book.ask_instances(record.app_id, record.am_attempt, target, shape, request.gang)

@@ -120,3 +120,19 @@ def test_a_forged_epoch_does_not_lock_out_the_leader(cluster):
     target = len(s.instances) + 1
     cluster.master.call("ScaleApp", master_pb2.ScaleAppRequest(name="granted", instances=target))
     wait_for(lambda: running_instances(cluster) == target, 60, what="a new instance after the forged epoch")
+
+
+def test_an_am_cannot_ask_the_master_for_more_than_its_app_spec(cluster):
+    """The master holds the app's shape: an AM asking for bigger containers is refused, before
+    any capacity is held for them (the node would refuse to start them anyway)."""
+    from gaia_common.pb import master_pb2_grpc
+    s = status(cluster)
+    tls = TlsFiles(**cluster.tls_files("am", s.app.app_id, attempt=s.am.allocation.attempt, stem="greedy"))
+    master = master_pb2_grpc.MasterStub(rpc.channel(cluster.leader().address, tls=tls))
+    greedy = types_pb2.ResourceRequirements()
+    greedy.CopyFrom(s.app.spec.resources)
+    greedy.request.cpu_millis = 4000
+    code, details = refused(master.RequestContainers, master_pb2.ContainerRequest(
+        app_id=s.app.app_id, attempt=s.am.allocation.attempt, target=len(s.instances) + 1, resources=greedy))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("resources"), details
+    assert len(status(cluster).instances) == len(s.instances)      # nothing more was granted
