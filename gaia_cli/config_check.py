@@ -242,7 +242,10 @@ COMMON = {
     "tls": _tls, "host_path_allow": _host_path_allow,
 }
 MASTER = {"am_attempts": _number(int, 1), "am_resources": _am_resources,
-          "join_listen": _address(optional=True), "ca_key": _of_type(str)}
+          "join_listen": _address(optional=True), "ca_key": _of_type(str),
+          # each stream holds a server worker: the total sizes the master's thread pool
+          "max_streams": _number(int, 1, 10000), "max_streams_per_user": _number(int, 0),
+          "max_streams_per_am": _number(int, 0), "max_streams_per_tenant": _number(int, 0)}
 NODE = {
     "host_ip": _host_ip, "state_dir": _nonempty, "cgroup_root": _nonempty, "cgroup_parent": _nonempty,
     "partition_grace": _number(float, 0), "labels": _labels, "capacity": _capacity, "port_range": _port_range,

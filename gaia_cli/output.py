@@ -56,6 +56,17 @@ def render_fields(pairs) -> str:
     return "\n".join(f"{(k + ':').ljust(width)}  {v}" for k, v in pairs)
 
 
+def flatten(figures: dict, prefix: str = "") -> list:
+    """Nested dicts as (dotted.key, value) pairs, for render_fields: {"a": {"b": 1}} -> [("a.b", 1)]."""
+    pairs = []
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            pairs += flatten(value, f"{prefix}{key}.")
+        else:
+            pairs.append((f"{prefix}{key}", value))
+    return pairs
+
+
 # ---- value formatting shared by the tables ----
 
 def enum_name(enum_type, value: int) -> str:

@@ -46,6 +46,13 @@ class MasterConfig:
     # prefixes host paths of apps' volumes and devices (and absolute process-driver workdirs)
     # must lie under, e.g. [/data, /dev/fuse]; empty: no app may use a host path
     host_path_allow: list = dataclasses.field(default_factory=list)
+    # long streams (WatchApp, WatchEndpoints, `gaia logs -f`) open at once, each holding a worker
+    # of its own beside the unary calls' (gaia_master/watch.py): in all, per user, per app's AM,
+    # per tenant (its users and AMs together); 0 = no cap of that kind. Over one: RESOURCE_EXHAUSTED.
+    max_streams: int = 256
+    max_streams_per_user: int = 64
+    max_streams_per_am: int = 8
+    max_streams_per_tenant: int = 192
 
 
 @dataclasses.dataclass

@@ -127,20 +127,26 @@ def strategies():
             "allow": st.lists(st.one_of(st.sampled_from(["/data", "/dev/fuse", "/"]), text), max_size=3)}
 
 
+def set_fields(message, changes):
+    """Replace each (field, value) of `changes` in `message`, in place, and return it: protobuf
+    wants a map updated, a repeated field extended and a message field copied into, not assigned."""
+    for field, value in changes:
+        message.ClearField(field)
+        if isinstance(value, dict):
+            getattr(message, field).update(value)
+        elif isinstance(value, list):
+            getattr(message, field).extend(value)
+        elif hasattr(value, "DESCRIPTOR"):
+            getattr(message, field).CopyFrom(value)
+        else:
+            setattr(message, field, value)
+    return message
+
+
 def _mutated(base: types_pb2.AppSpec, changes) -> types_pb2.AppSpec:
     spec = types_pb2.AppSpec()
     spec.CopyFrom(base)
-    for field, value in changes:
-        spec.ClearField(field)
-        if isinstance(value, dict):
-            getattr(spec, field).update(value)
-        elif isinstance(value, list):
-            getattr(spec, field).extend(value)
-        elif hasattr(value, "DESCRIPTOR"):
-            getattr(spec, field).CopyFrom(value)
-        else:
-            setattr(spec, field, value)
-    return spec
+    return set_fields(spec, changes)
 
 
 def deeply_nested(depth: int) -> str:

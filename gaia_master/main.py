@@ -16,6 +16,7 @@ from gaia_common.logctx import set_process_fields
 from gaia_common.metrics import serve as serve_metrics
 from gaia_common.keys import Keys
 from gaia_common.pb import master_pb2_grpc, types_pb2
+from gaia_common.security import identity
 from gaia_common.security.interceptor import AuthInterceptor
 from gaia_common.security.pki import CertificateAuthority
 from gaia_common.security.tls import TlsFiles
@@ -36,10 +37,13 @@ from gaia_master.moves import Drains
 from gaia_master.service import MasterService
 from gaia_master.store import FencedStore
 from gaia_master.tenancy import Tenancy
-from gaia_master.watch import Watches
+from gaia_master.watch import StreamLimits, Watches
 
 log = logging.getLogger(__name__)
-UNARY_WORKERS = 32        # gRPC workers for unary calls (and Logs streams)
+# gRPC workers for unary calls. Long streams (WatchApp, WatchEndpoints, Logs) hold a worker each
+# for their life: the server has cfg.max_streams more for them, and Watches.slot refuses a
+# stream past that, so however many streams callers open, these stay for the unary calls.
+UNARY_WORKERS = 32
 
 
 class Master:
@@ -47,8 +51,9 @@ class Master:
         self.cfg = cfg
         self.keys = Keys(cfg.cluster)
         self.etcd = etcd_mod.connect_config(cfg)
-        # WatchApp streams hold a worker each for their life: room for them on top of the unary calls
-        self.watches = Watches()
+        # long streams hold a worker each for their life: counted, in all and per caller, and
+        # given workers of their own on top of the unary calls'
+        self.watches = Watches(limits=StreamLimits.from_config(cfg), caller=self._stream_caller)
         # TLS: mutual, from the config (not the process's: tests run several daemons in one)
         self.tls = TlsFiles.from_config(cfg.tls)
         self.ca = CertificateAuthority.load(cert_path=self.tls.ca, key_path=cfg.ca_key) \
@@ -115,6 +120,15 @@ class Master:
         self.node_view.close()
         self.nodes.close()
         self.etcd.close()
+
+    def _stream_caller(self):
+        """Who opens the stream being served, for its caps: the access Principal (a bearer
+        token counts as its user); None (only the total) when the caller cannot be told."""
+        try:
+            return self.access.who(identity.current(), identity.bearer_token())
+        except Exception:  # noqa: BLE001 - the handler already refused an unknown caller
+            ident = identity.current()
+            return None if ident.role == "anonymous" else ident
 
     def _app_id_of(self, name: str) -> str:
         """The current app id of app `name` ('' if none): an AM may read only its own app."""

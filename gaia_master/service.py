@@ -232,17 +232,22 @@ class MasterService(master_pb2_grpc.MasterServicer):
         if node is None:
             context.abort(grpc.StatusCode.UNAVAILABLE,
                           f"node {status.node_id!r} that ran {status.container_id} is not live")
-        call = self.m.nodes.logs(node, status.container_id, request.follow, request.tail_bytes)
-        context.add_callback(call.cancel)  # the user went away: so does the node's stream
-        return self._relay(call, context)
+        return self._relay(node, status.container_id, request, context)
 
-    @staticmethod
-    def _relay(call, context):
-        try:
-            yield from call
-        except grpc.RpcError as e:
-            if e.code() != grpc.StatusCode.CANCELLED or context.is_active():
-                context.abort(e.code(), f"node: {e.details()}")
+    def _relay(self, node, container_id: str, request, context):
+        """The node's stream, relayed while it holds a long-stream place (a worker is held
+        throughout, here and on the node): past the caller's caps or the node's, RESOURCE_EXHAUSTED
+        before the node is asked."""
+        per_node = edge.Limit(("logs-node", node.node_id), watch.LOGS_PER_NODE, f"node {node.node_id}",
+                              "LOGS_PER_NODE")
+        with self.m.watches.slot(context, "close another log stream first", more=[per_node]):
+            call = self.m.nodes.logs(node, container_id, request.follow, request.tail_bytes)
+            context.add_callback(call.cancel)  # the user went away: so does the node's stream
+            try:
+                yield from call
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.CANCELLED or context.is_active():
+                    context.abort(e.code(), f"node: {e.details()}")
 
     # ---- operators: resource pools ----
 

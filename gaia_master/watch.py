@@ -7,23 +7,63 @@ only that app's watchers. Sends are coalesced (at most one per MIN_INTERVAL; a b
 changes becomes one status), skipped when nothing visible changed, and repeated as a
 keepalive at least every KEEPALIVE seconds, so a client can tell a quiet stream from a dead one.
 
-Every stream holds one of the gRPC server's worker threads for its whole life, so at most
-MAX_WATCHES run at once (the server is sized for them on top of the unary calls' workers); a
-client over the cap gets RESOURCE_EXHAUSTED and polls GetApp instead.
+Every long stream (WatchApp, WatchEndpoints, Logs) holds one of the gRPC server's worker
+threads for its whole life, so they are counted (`Watches.slot`, StreamLimits): at most
+`total` at once, and the server has that many workers for them on top of the unary calls'
+(gaia_master/main.py), so no number of streams can keep a GetApp, a Submit or an AM's call
+from a worker. Within the total each caller has a cap of its own: a user (by name: a token
+counts as its user), an AM (per app, all attempts together), and the tenant the caller acts
+for; masters, and the anonymous caller of a plaintext cluster (everyone, there), only the total.
+A caller over a cap gets RESOURCE_EXHAUSTED naming the limit (an AM polls GetApp instead).
 """
 import contextlib
+import dataclasses
 import threading
 import time
 
 import grpc
 
-from gaia_common import rpc
+from gaia_common import edge, rpc
 from gaia_master.app_table import TERMINAL
 
 MIN_INTERVAL = 0.05      # at most ~20 statuses a second per watch
 KEEPALIVE = 5.0
 CHECK = 0.5              # how often a quiet watch looks at its client and the leadership
-MAX_WATCHES = 256
+MAX_WATCHES = 256        # long streams at once (MasterConfig.max_streams)
+# Logs relays to one node at once: each holds a worker of the node's too (it serves with
+# rpc.make_server's default 32), and the master's own calls to it must find one
+LOGS_PER_NODE = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamLimits:
+    """How many long streams may be open at once: in all, and per caller (0: no cap). The
+    MasterConfig settings of the same names with `max_streams` in front."""
+    total: int = MAX_WATCHES
+    per_user: int = 64         # one user (the CLI's `gaia logs -f`, a program's Resolver watches)
+    per_am: int = 8            # one app's AM (one WatchApp, and its reconnects)
+    per_tenant: int = 192      # everyone acting for one tenant: its users and its apps' AMs
+
+    @classmethod
+    def from_config(cls, cfg) -> "StreamLimits":
+        return cls(cfg.max_streams, cfg.max_streams_per_user, cfg.max_streams_per_am, cfg.max_streams_per_tenant)
+
+    def of(self, caller) -> list:
+        """The edge.Limits a stream of `caller` (an access.Principal, or None: only the total)
+        counts against."""
+        if caller is None or caller.role not in ("user", "am"):
+            return []      # masters; anonymous (TLS off: every caller is one, so only the total)
+        if caller.role == "user":
+            limits = [edge.Limit(("user", caller.name), self.per_user, f"user {caller.name}",
+                                 "max_streams_per_user")]
+        else:
+            limits = [edge.Limit(("am", caller.app_id), self.per_am, f"the AM of {caller.app_id}",
+                                 "max_streams_per_am")]
+        tenant = getattr(caller, "tenant", "")
+        if tenant:
+            limits.append(edge.Limit(("tenant", tenant), self.per_tenant, f"tenant {tenant}",
+                                     "max_streams_per_tenant"))
+        return limits
 
 
 class Notifier:
@@ -67,13 +107,18 @@ class Notifier:
 
 class Watches:
     def __init__(self, max_watches: int = MAX_WATCHES, min_interval: float = MIN_INTERVAL,
-                 keepalive: float = KEEPALIVE, check: float = CHECK):
+                 keepalive: float = KEEPALIVE, check: float = CHECK, limits: StreamLimits = None,
+                 caller=None):
+        """`limits`: the caps (default: StreamLimits with total `max_watches`); `caller()`: who
+        calls the RPC being served, an access.Principal (None, or no `caller`: only the total)."""
         self.notifier = Notifier()
-        self.max_watches = max_watches
+        self.limits = limits or StreamLimits(total=max_watches)
+        self.max_watches = self.limits.total
         self.min_interval = min_interval
         self.keepalive = keepalive
         self.check = check
-        self._slots = threading.BoundedSemaphore(max_watches)
+        self.caller = caller or (lambda: None)
+        self.slots = edge.Slots(self.max_watches, "max_streams")
 
     def stream(self, app_id: str, build, ended, alive, context):
         """The statuses of one watch (a generator for gRPC).
@@ -87,15 +132,18 @@ class Watches:
                 yield status
 
     @contextlib.contextmanager
-    def slot(self, context, instead: str):
-        """One of the MAX_WATCHES stream slots (WatchApp and WatchEndpoints share them) for the
-        `with` block; over the cap the call ends RESOURCE_EXHAUSTED, telling what to do `instead`."""
-        if not self._slots.acquire(blocking=False):
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{self.max_watches} watches already open; {instead}")
+    def slot(self, context, instead: str, more=()):
+        """A place for one long stream (WatchApp, WatchEndpoints and Logs share them) for the
+        `with` block, counted against the total, the caller's caps and the edge.Limits of `more`;
+        over one the call ends RESOURCE_EXHAUSTED naming the limit and telling what to do `instead`."""
+        limits = self.limits.of(self.caller()) + list(more)
+        refused = self.slots.take(limits)
+        if refused:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{refused}; {instead}")
         try:
             yield
         finally:
-            self._slots.release()
+            self.slots.give(limits)
 
     def follow(self, app_id: str, build, ended, go_on):
         """Yield statuses until `ended` or until `go_on()` is false. Separated from the gRPC

@@ -254,7 +254,7 @@ def _node_managers():
 # ---- printing ----
 
 def render(figures: dict) -> str:
-    from gaia_cli.output import render_fields, render_table
+    from gaia_cli.output import flatten, render_fields, render_table
     rows = []
     for what in ("submit", "round_trip", "container_start"):
         for kind in ("reused_channel", "new_channel"):
@@ -269,15 +269,5 @@ def render(figures: dict) -> str:
     out += (f"\ntarget: under {figures['target_extra_pct']:g}% extra on reused channels (submit p50): "
             f"{'met' if figures['met'] else 'NOT met'}")
     if "fuzz" in figures:
-        out += "\n\nfuzz\n" + render_fields(sorted(_flatten(figures["fuzz"])))
+        out += "\n\nfuzz\n" + render_fields(sorted(flatten(figures["fuzz"])))
     return out
-
-
-def _flatten(figures: dict, prefix: str = "") -> list:
-    pairs = []
-    for key, value in figures.items():
-        if isinstance(value, dict):
-            pairs += _flatten(value, f"{prefix}{key}.")
-        else:
-            pairs.append((f"{prefix}{key}", value))
-    return pairs

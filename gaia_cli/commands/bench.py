@@ -5,17 +5,7 @@ The benchmarks are imported only when run (they need numpy, and start clusters o
 import click
 
 from gaia_cli.commands.daemons import entry_point
-from gaia_cli.output import emit, output_option, render_fields
-
-
-def _flatten(figures: dict, prefix: str = "") -> list:
-    pairs = []
-    for key, value in figures.items():
-        if isinstance(value, dict):
-            pairs += _flatten(value, f"{prefix}{key}.")
-        else:
-            pairs.append((f"{prefix}{key}", value))
-    return pairs
+from gaia_cli.output import emit, flatten, output_option, render_fields
 
 
 @click.command()
@@ -27,7 +17,7 @@ def _flatten(figures: dict, prefix: str = "") -> list:
 def failover(kills, masters, lease_ttl, fmt):
     """Kill -9 the leading master KILLS times under a stream of submits: failover time, lost and duplicated apps."""
     figures = entry_point("gaia_cli.bench.failover")(kills=kills, masters=masters, lease_ttl=lease_ttl)
-    emit(fmt, figures, lambda f: render_fields(_flatten(f)))
+    emit(fmt, figures, lambda f: render_fields(flatten(f)))
 
 
 @click.command()
@@ -38,7 +28,7 @@ def node(sections, fmt):
     """Node manager figures: start latency (Gaia vs the bare driver), EMC kills vs hard limits,
     bandwidth and disk IO accuracy per limit."""
     figures = entry_point("gaia_cli.bench.node")(sections=list(sections) or None)
-    emit(fmt, figures, lambda f: render_fields(_flatten(f)))
+    emit(fmt, figures, lambda f: render_fields(flatten(f)))
 
 
 @click.command()
@@ -58,7 +48,7 @@ def scheduler(nodes, pools, workload, instances, demand, churn, node_cpu, max_ap
     the etcd ceiling), decision latency, utilisation, DRF deviation; every grant checked from etcd."""
     figures = entry_point("gaia_cli.bench.scheduler")(nodes=nodes, pools=pools, workload=workload, instances=instances,
                                                        demand=demand, churn=churn, node_cpu=node_cpu, max_apps=max_apps)
-    emit(fmt, figures, lambda f: render_fields(_flatten(f)))
+    emit(fmt, figures, lambda f: render_fields(flatten(f)))
 
 
 @click.command()
@@ -90,7 +80,7 @@ def render_table_runs(figures: dict) -> str:
     head = f"node lease TTL {figures['lease_ttl_s']}s, target: recovered within {figures['target_s']}s\n"
     out = head + render_table([c.upper() for c in cols], [[r[c] for c in cols] for r in figures["runs"]])
     if figures.get("rolling_update"):
-        out += "\n\nrolling update\n" + render_fields(_flatten(figures["rolling_update"]))
+        out += "\n\nrolling update\n" + render_fields(flatten(figures["rolling_update"]))
     return out
 
 

@@ -89,34 +89,39 @@ def _san(identity: Identity, hosts, serves=()) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(names)
 
 
+def _certificate(cert) -> x509.Certificate:
+    """`cert` as an x509.Certificate: it is one already, or its PEM (bytes or str)."""
+    if isinstance(cert, (bytes, str)):
+        return x509.load_pem_x509_certificate(cert.encode() if isinstance(cert, str) else cert)
+    return cert
+
+
+def _dns_sans(signed) -> list:
+    """The DNS names in the SAN extension of a certificate or CSR ([] without one)."""
+    try:
+        san = signed.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return list(san.get_values_for_type(x509.DNSName))
+
+
 def csr_dns_names(csr_pem: bytes) -> list:
     """The DNS names a CSR asks for."""
     try:
         csr = x509.load_pem_x509_csr(bytes(csr_pem))
     except ValueError as e:
         raise PkiError(f"csr_pem: not a PEM certificate signing request: {e}") from None
-    try:
-        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    return list(san.get_values_for_type(x509.DNSName))
+    return _dns_sans(csr)
 
 
 def dns_names(cert) -> list:
     """The DNS SANs of a certificate (x509.Certificate or PEM bytes)."""
-    if isinstance(cert, (bytes, str)):
-        cert = x509.load_pem_x509_certificate(cert.encode() if isinstance(cert, str) else cert)
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    return list(san.get_values_for_type(x509.DNSName))
+    return _dns_sans(_certificate(cert))
 
 
 def identity_of(cert) -> Identity:
     """The identity a certificate (x509.Certificate or PEM bytes) carries in its URI SAN."""
-    if isinstance(cert, (bytes, str)):
-        cert = x509.load_pem_x509_certificate(cert.encode() if isinstance(cert, str) else cert)
+    cert = _certificate(cert)
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:

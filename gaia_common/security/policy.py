@@ -18,7 +18,7 @@ from gaia_common.pb import master_pb2, node_pb2
 @dataclasses.dataclass(frozen=True)
 class Rule:
     roles: frozenset                 # roles whose certificate may call it
-    capability: str = None           # submit | read | kill | scale | logs | admin (users; S2)
+    capability: str = None           # submit | read | kill | scale | logs | admin: checked by gaia_master/access.py
     scope: str = "app"               # app | pool | cluster | self: what the capability applies to
     app_field: str = ""              # the request field naming the app (users: by name; AMs: by id)
     am_app: str = ""                 # AM: this request field must be the certificate's app id

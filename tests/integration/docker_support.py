@@ -1,5 +1,6 @@
 """Docker engine fixtures: a busybox image made locally (no registry), and clean-up of every
 engine container a test left behind. Tests using them skip, saying why, when no engine answers."""
+import contextlib
 import os
 import subprocess
 import time
@@ -7,6 +8,10 @@ import time
 import pytest
 
 from gaia_cli.bench.node_start import BUSYBOX, busybox_rootfs
+from gaia_cli.procs import remove_cgroups
+from gaia_node.drivers.docker import LABEL_PARENT
+from gaia_node.network import hook as network_hook
+from tests.integration.node_harness import NodeHarness
 
 IMAGE = "gaia-test/busybox:latest"
 
@@ -45,6 +50,25 @@ def remove_labelled(client, label: str, value: str = None, timeout: float = 30.0
             except Exception:
                 pass
         time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def docker_node(node_cfg, etcd, client, image: str, docker_host: str = None):
+    """A started NodeHarness with the process and docker drivers, on the engine at `docker_host`
+    ($DOCKER_HOST unless given) that `client` speaks to, `image` as its .image. Afterwards its
+    engine containers, processes, cgroups and network namespaces are gone."""
+    node_cfg.drivers = ["process", "docker"]
+    node_cfg.docker_host = os.environ.get("DOCKER_HOST", "") if docker_host is None else docker_host
+    harness = NodeHarness(node_cfg, etcd)
+    harness.image = image
+    try:
+        yield harness.start()
+    finally:
+        harness.stop()
+        remove_labelled(client, LABEL_PARENT, node_cfg.cgroup_parent)
+        harness.clean_up()
+        remove_cgroups(node_cfg.cgroup_parent)   # the hierarchies only the engine uses (cpuset...)
+        network_hook.sweep(node_cfg)             # namespaces the node named after its containers
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ CLI and AMs log in to it with their own credentials.
 Never the session's shared etcd (tests/conftest.py): turning auth on there would lock every
 other test out.
 """
+import contextlib
 import pathlib
 
 import yaml
@@ -57,6 +58,19 @@ def enable_rbac(server: EtcdServer, clusters, password_dir) -> dict:
         paths = etcd_auth.write_passwords(password_dir, creds)
         out[cluster] = {kind: (creds[kind][0], paths[kind]) for kind in creds}
     return out
+
+
+@contextlib.contextmanager
+def rbac_etcd(base, clusters, pki_dir=None, client_cert_auth: bool = False, auth_token_ttl: int = 0):
+    """start_etcd() in <base>/etcd and enable_rbac() for `clusters` (passwords in <base>/passwords);
+    yields (server, creds) and stops the etcd afterwards, also when setting up RBAC failed."""
+    base = pathlib.Path(base)
+    server = start_etcd(base / "etcd", pki_dir=pki_dir, client_cert_auth=client_cert_auth,
+                        auth_token_ttl=auth_token_ttl)
+    try:
+        yield server, enable_rbac(server, clusters, base / "passwords")
+    finally:
+        server.stop()
 
 
 class RbacCluster(LocalCluster):

@@ -36,6 +36,14 @@ FLAG_SERVER = (
     "    def log_message(self, *a): pass\n"
     "http.server.ThreadingHTTPServer(('0.0.0.0', port), H).serve_forever()\n")
 
+# One instance whose process sleeps ten minutes: an app that stays up for as long as a test looks.
+SLEEPER_APP = """\
+name: {name}
+instances: 1
+command: ["{python}", "-c", "import time; time.sleep(600)"]
+resources: {{request: {{cpu: 50m, memory: 32Mi}}}}
+"""
+
 
 def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition", on_timeout=None):
     """Poll `predicate` until it returns something truthy; bounded by `timeout` seconds."""
@@ -174,6 +182,19 @@ class LocalCluster:
 
     def cli_json(self, *args):
         return json.loads(self.cli(*args, "-o", "json").stdout)
+
+    def submit_sleeper(self, name: str) -> str:
+        """`gaia submit` of SLEEPER_APP named `name` (its spec file in the workdir); the app's id."""
+        spec = os.path.join(self.workdir, f"{name}.yaml")
+        with open(spec, "w") as f:
+            f.write(SLEEPER_APP.format(name=name, python=sys.executable))
+        return self.cli("submit", spec).stdout.strip()
+
+    def etcd_snapshot(self) -> dict:
+        """Everything under the cluster's prefix but the masters' own keys (leases, leader), with
+        each key's mod revision: equal snapshots mean nothing was written in between."""
+        return {m.key: (v, m.mod_revision) for v, m in self.etcd.get_prefix(self.keys.root)
+                if not m.key.startswith(self.keys.masters.encode())}
 
     def log(self, name: str) -> str:
         with open(os.path.join(self.workdir, f"{name}.log"), errors="replace") as f:

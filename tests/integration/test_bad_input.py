@@ -37,34 +37,28 @@ def cluster(etcd_server, tmp_path_factory):
         c.stop()
 
 
-def snapshot(cluster) -> dict:
-    """Everything under the cluster's prefix except the masters' own keys (leases, leader)."""
-    return {m.key: (v, m.mod_revision) for v, m in cluster.etcd.get_prefix(cluster.keys.root)
-            if not m.key.startswith(cluster.keys.masters.encode())}
-
-
 @pytest.mark.parametrize("case", sorted(BAD_SPECS))
 def test_cli_rejects_bad_spec_and_changes_nothing(cluster, tmp_path, case):
     text, field = BAD_SPECS[case]
     path = tmp_path / f"{case}.yaml"
     path.write_text(text)
-    before = snapshot(cluster)
+    before = cluster.etcd_snapshot()
     result = cluster.cli("submit", str(path), check=False)
     assert result.returncode != 0
     assert field in result.stderr, result.stderr
-    assert snapshot(cluster) == before
+    assert cluster.etcd_snapshot() == before
 
 
 def test_unknown_cluster_name(cluster, tmp_path):
     path = tmp_path / "keep.yaml"
     path.write_text(GOOD.replace("keep", "other"))
-    before = snapshot(cluster)
+    before = cluster.etcd_snapshot()
     env = cluster._env({"GAIA_CLUSTER": "nosuch"})
     result = subprocess.run([sys.executable, "-m", "gaia_cli", "submit", str(path)],
                             capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode != 0
     assert "unknown cluster 'nosuch'" in result.stderr, result.stderr
-    assert snapshot(cluster) == before
+    assert cluster.etcd_snapshot() == before
 
 
 def raw_submit(cluster, spec):
@@ -86,21 +80,21 @@ def raw_submit(cluster, spec):
                        workdir="/tmp/../etc"), "workdir"),
 ])
 def test_master_validates_what_the_cli_did_not(cluster, spec, field):
-    before = snapshot(cluster)
+    before = cluster.etcd_snapshot()
     with pytest.raises(grpc.RpcError) as e:
         raw_submit(cluster, spec)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert e.value.details().startswith(field), e.value.details()
-    assert snapshot(cluster) == before
+    assert cluster.etcd_snapshot() == before
 
 
 def test_oversized_request_is_refused_before_etcd(cluster):
     spec = types_pb2.AppSpec(name="big", pool="default", driver="process", command=["x" * (2 * 2**20)], kind=1)
-    before = snapshot(cluster)
+    before = cluster.etcd_snapshot()
     with pytest.raises(grpc.RpcError) as e:
         raw_submit(cluster, spec)
     assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert snapshot(cluster) == before
+    assert cluster.etcd_snapshot() == before
 
 
 def test_changing_a_finished_app_fails_at_once(cluster, tmp_path):

@@ -8,11 +8,10 @@ import grpc
 import psutil
 import pytest
 
-from gaia_cli.procs import cgroup_dirs, remove_cgroups
+from gaia_cli.procs import cgroup_dirs
 from gaia_common.pb import node_pb2, types_pb2
 from gaia_node.drivers.docker import LABEL_NODE, LABEL_PARENT
-from gaia_node.network import hook as network_hook
-from tests.integration.docker_support import busybox_image, docker_client, remove_labelled  # noqa: F401
+from tests.integration.docker_support import busybox_image, docker_client, docker_node  # noqa: F401
 from tests.integration.node_harness import REAL_V1, NodeHarness, node_cfg, wait_for  # noqa: F401
 
 S = types_pb2
@@ -21,18 +20,8 @@ MiB = 1 << 20
 
 @pytest.fixture
 def dnode(node_cfg, etcd, docker_client, busybox_image):
-    node_cfg.drivers = ["process", "docker"]
-    node_cfg.docker_host = os.environ.get("DOCKER_HOST", "")
-    harness = NodeHarness(node_cfg, etcd)
-    harness.image = busybox_image
-    try:
-        yield harness.start()
-    finally:
-        harness.stop()
-        remove_labelled(docker_client, LABEL_PARENT, node_cfg.cgroup_parent)
-        harness.clean_up()
-        remove_cgroups(node_cfg.cgroup_parent)   # the hierarchies only the engine uses (cpuset...)
-        network_hook.sweep(node_cfg)             # namespaces the node named after its containers
+    with docker_node(node_cfg, etcd, docker_client, busybox_image) as node:
+        yield node
 
 
 def bb(node, name="web", command=("sleep", "30"), host_network=True, **kw):

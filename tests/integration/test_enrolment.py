@@ -20,33 +20,24 @@ from gaia_common.security.pki import dns_names, identity_of, make_csr
 from gaia_common.security.tls import TlsFiles
 from gaia_common import rpc
 from gaia_master.enrol import JoinTokens, Refused
-from tests.integration.etcd_rbac_support import RbacCluster, enable_rbac, start_etcd
+from tests.integration.etcd_rbac_support import RbacCluster, rbac_etcd
 from tests.integration.harness import ROOT, wait_for
 
 NAME = "enrol-a"
-HELLO = """\
-name: hello
-instances: 1
-command: ["{python}", "-c", "import time; time.sleep(600)"]
-resources:
-  request: {{cpu: 100m, memory: 64Mi}}
-"""
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     base = tmp_path_factory.mktemp("enrol")
-    server = start_etcd(base / "etcd")
-    creds = enable_rbac(server, [NAME], base / "passwords")
-    c = RbacCluster(server, NAME, base / "cluster", creds[NAME], tls=True)
-    c.join_address = f"127.0.0.1:{etcd_mod.free_port()}"
-    try:
-        c.start_master(join_listen=c.join_address)
-        c.wait_ready(nodes=0)
-        yield c
-    finally:
-        c.stop()
-        server.stop()
+    with rbac_etcd(base, [NAME]) as (server, creds):
+        c = RbacCluster(server, NAME, base / "cluster", creds[NAME], tls=True)
+        c.join_address = f"127.0.0.1:{etcd_mod.free_port()}"
+        try:
+            c.start_master(join_listen=c.join_address)
+            c.wait_ready(nodes=0)
+            yield c
+        finally:
+            c.stop()
 
 
 def token(cluster, *args) -> str:
@@ -85,9 +76,7 @@ def test_a_joined_node_runs_with_its_certificate_and_etcd_login(cluster, tmp_pat
     wait_for(lambda: any(n.info.node_id == "enrol-n1" and n.alive
                          for n in client.call("ListNodes", master_pb2.ListNodesRequest()).nodes),
              30, what="the joined node alive", on_timeout=lambda: cluster.log("enrol-n1")[-1500:])
-    spec = tmp_path / "hello.yaml"
-    spec.write_text(HELLO.format(python=sys.executable, node="enrol-n1"))
-    cluster.cli("submit", str(spec))
+    cluster.submit_sleeper("hello")
 
     def running():
         status = cluster.cli_json("status", "hello")

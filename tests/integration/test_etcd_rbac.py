@@ -2,7 +2,6 @@
 its role grants and nothing else, expired tokens are renewed, and a whole cluster (masters,
 node, AM, CLI) runs with its own logins, over etcd client TLS with client certificates."""
 import pathlib
-import sys
 import time
 
 import grpc
@@ -16,8 +15,7 @@ from gaia_common.pb import types_pb2
 from gaia_dns.main import DnsDaemon
 from gaia_common.security.identity import Identity
 from gaia_common.security.pki import CertificateAuthority
-from tests.integration.etcd_rbac_support import (RbacCluster, enable_rbac, make_pki, start_etcd,
-                                                 tls_files)
+from tests.integration.etcd_rbac_support import RbacCluster, make_pki, rbac_etcd, tls_files
 from tests.integration.harness import wait_for
 
 A, B = Keys("rbac-a"), Keys("rbac-b")
@@ -27,13 +25,8 @@ TOKEN_TTL = 2          # seconds an idle etcd token lives on this etcd
 @pytest.fixture(scope="module")
 def rbac(tmp_path_factory):
     """(etcd server, {cluster: {kind: (user, password file)}}) with RBAC on for two clusters."""
-    base = tmp_path_factory.mktemp("rbac")
-    server = start_etcd(base / "etcd", auth_token_ttl=TOKEN_TTL)
-    try:
-        creds = enable_rbac(server, ["rbac-a", "rbac-b"], base / "passwords")
-        yield server, creds
-    finally:
-        server.stop()
+    with rbac_etcd(tmp_path_factory.mktemp("rbac"), ["rbac-a", "rbac-b"], auth_token_ttl=TOKEN_TTL) as both:
+        yield both
 
 
 def login(server, creds, cluster: str, kind: str):
@@ -147,26 +140,13 @@ def test_an_expired_token_is_renewed(rbac):
     assert etcd_mod.retry(lambda: node.get(A.node("idle")))[0] == b"1"   # TRANSIENT: callers retry
 
 
-HELLO = """\
-name: hello
-instances: 1
-command: ["{python}", "-c", "import time; time.sleep(600)"]
-resources:
-  request: {{cpu: 100m, memory: 64Mi}}
-"""
-
-
 @pytest.fixture(scope="module")
 def tls_rbac(tmp_path_factory):
     """An etcd serving client TLS, asking for client certificates, with RBAC on."""
     base = tmp_path_factory.mktemp("tls-rbac")
     make_pki(base / "pki", "rbac-t")
-    server = start_etcd(base / "etcd", pki_dir=base / "pki", client_cert_auth=True)
-    try:
-        creds = enable_rbac(server, ["rbac-t", "rbac-u"], base / "passwords")
+    with rbac_etcd(base, ["rbac-t", "rbac-u"], pki_dir=base / "pki", client_cert_auth=True) as (server, creds):
         yield server, creds, base / "pki"
-    finally:
-        server.stop()
 
 
 def test_etcd_client_tls_wants_a_certificate_of_the_cluster_ca(tls_rbac, tmp_path):
@@ -200,9 +180,7 @@ def test_a_cluster_runs_under_rbac_over_etcd_tls(tls_rbac, tmp_path):
         cluster.start_master()
         cluster.start_node()
         cluster.wait_ready(nodes=1)
-        spec = tmp_path / "hello.yaml"
-        spec.write_text(HELLO.format(python=sys.executable))
-        cluster.cli("submit", str(spec))
+        cluster.submit_sleeper("hello")
 
         def running():
             status = cluster.cli_json("status", "hello")

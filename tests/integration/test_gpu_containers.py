@@ -15,8 +15,7 @@ import pytest
 from gaia_cli.procs import remove_cgroups
 from gaia_common.pb import types_pb2
 from gaia_node import gpu_discovery, gpu_share, state
-from gaia_node.drivers.docker import LABEL_PARENT
-from tests.integration.docker_support import busybox_image, docker_client, remove_labelled  # noqa: F401
+from tests.integration.docker_support import busybox_image, docker_client, docker_node  # noqa: F401
 from tests.integration.node_harness import IS_ROOT, REAL_V1, NodeHarness, node_cfg, wait_for  # noqa: F401
 
 S = types_pb2
@@ -184,17 +183,8 @@ def test_whole_gpus_get_devices_and_no_library(gpu_node, devices, tmp_path):
 @pytest.fixture
 def gpu_docker_node(node_cfg, etcd, docker_client, busybox_image, devices, host_preload):
     node_cfg.gpus = GPUS
-    node_cfg.drivers = ["process", "docker"]
-    node_cfg.docker_host = os.environ.get("DOCKER_HOST", "")
-    harness = NodeHarness(node_cfg, etcd)
-    harness.image = busybox_image
-    try:
-        yield harness.start()
-    finally:
-        harness.stop()
-        remove_labelled(docker_client, LABEL_PARENT, node_cfg.cgroup_parent)
-        harness.clean_up()
-        remove_cgroups(node_cfg.cgroup_parent)
+    with docker_node(node_cfg, etcd, docker_client, busybox_image) as node:
+        yield node
 
 
 def test_a_docker_container_with_a_fraction_gets_the_files_and_its_device(gpu_docker_node, devices):

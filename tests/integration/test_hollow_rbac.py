@@ -10,7 +10,7 @@ from gaia_common.config import NodeConfig
 from gaia_common.keys import Keys
 from gaia_common.pb import types_pb2
 from gaia_node.hollow import HollowFleet
-from tests.integration.etcd_rbac_support import enable_rbac, start_etcd
+from tests.integration.etcd_rbac_support import rbac_etcd
 from tests.integration.harness import wait_for
 
 CLUSTER = "rbac-hollow"
@@ -19,13 +19,8 @@ TOKEN_TTL = 2          # seconds an idle etcd token lives on this etcd
 
 @pytest.fixture(scope="module")
 def rbac(tmp_path_factory):
-    base = tmp_path_factory.mktemp("hollow-rbac")
-    server = start_etcd(base / "etcd", auth_token_ttl=TOKEN_TTL)
-    try:
-        creds = enable_rbac(server, [CLUSTER], base / "passwords")
+    with rbac_etcd(tmp_path_factory.mktemp("hollow-rbac"), [CLUSTER], auth_token_ttl=TOKEN_TTL) as (server, creds):
         yield server, creds[CLUSTER]
-    finally:
-        server.stop()
 
 
 def fleet_config(server, creds, **more) -> NodeConfig:

@@ -6,12 +6,9 @@ import tempfile
 
 import pytest
 
-from gaia_cli.procs import remove_cgroups
 from gaia_common.pb import node_pb2, types_pb2
-from gaia_node.drivers.docker import LABEL_PARENT
-from gaia_node.network import hook as network_hook
-from tests.integration.docker_support import PrivateEngine, engine, import_busybox, remove_labelled
-from tests.integration.node_harness import NodeHarness, node_cfg, wait_for  # noqa: F401 (fixture)
+from tests.integration.docker_support import PrivateEngine, docker_node, engine, import_busybox
+from tests.integration.node_harness import node_cfg, wait_for  # noqa: F401 (fixture)
 
 EXITED = types_pb2.CONTAINER_STATE_EXITED
 
@@ -44,19 +41,10 @@ def dnode(node_cfg, etcd, docker_engine, tmp_path):
     image = import_busybox(client, f"gaia-test/busybox:{os.getpid()}")
     data = tmp_path / "data"
     data.mkdir()
-    node_cfg.drivers = ["process", "docker"]
-    node_cfg.docker_host = host
     node_cfg.host_path_allow = [str(data), "/dev/fuse", "/dev/null"]
-    harness = NodeHarness(node_cfg, etcd)
-    harness.image, harness.data = image, data
-    try:
-        yield harness.start()
-    finally:
-        harness.stop()
-        remove_labelled(client, LABEL_PARENT, node_cfg.cgroup_parent)
-        harness.clean_up()
-        remove_cgroups(node_cfg.cgroup_parent)
-        network_hook.sweep(node_cfg)
+    with docker_node(node_cfg, etcd, client, image, docker_host=host) as node:
+        node.data = data
+        yield node
 
 
 def run(node, name: str, script: str, **fields) -> str:

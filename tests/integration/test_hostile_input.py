@@ -45,11 +45,6 @@ def cluster(etcd_server, tmp_path_factory):
         c.stop()
 
 
-def snapshot(cluster) -> dict:
-    return {m.key: (v, m.mod_revision) for v, m in cluster.etcd.get_prefix(cluster.keys.root)
-            if not m.key.startswith(cluster.keys.masters.encode())}
-
-
 def submit_of_size(size: int) -> bytes:
     """A serialized SubmitAppRequest of exactly `size` bytes."""
     filler = size
@@ -86,7 +81,7 @@ def test_requests_just_above_the_limit_many_at_once_are_refused_with_memory_stea
     master = psutil.Process(cluster.masters[0].pid)
     channel, call = raw_submit(cluster.leader().address)
     payload = submit_of_size(rpc.MAX_MESSAGE_BYTES + 1)
-    before_etcd = snapshot(cluster)
+    before_etcd = cluster.etcd_snapshot()
     rss = [master.memory_info().rss]
     try:
         for _ in range(ROUNDS):
@@ -103,7 +98,7 @@ def test_requests_just_above_the_limit_many_at_once_are_refused_with_memory_stea
     assert max(rss) - rss[0] < RSS_GROWTH_LIMIT, f"RSS grew {(max(rss) - rss[0]) / MiB:.0f} MiB"
     # the first flood warms gRPC's buffers and threads up; later ones leave it where it was
     assert max(rss[2:]) - rss[1] < STEADY_LIMIT, f"RSS kept growing: {rss}"
-    assert snapshot(cluster) == before_etcd
+    assert cluster.etcd_snapshot() == before_etcd
 
 
 def raw_spec(**fields) -> types_pb2.AppSpec:
@@ -113,7 +108,7 @@ def raw_spec(**fields) -> types_pb2.AppSpec:
 
 def test_host_paths_outside_the_clusters_allow_list_are_refused(cluster):
     client = cluster.client(retry_for=10)
-    before = snapshot(cluster)
+    before = cluster.etcd_snapshot()
     for spec, field in ((raw_spec(volumes=[types_pb2.Volume(host_path="/etc", container_path="/x")]),
                          "volumes[0].host_path: '/etc' lies outside this cluster's allowed host paths (/data)"),
                         (raw_spec(volumes=[types_pb2.Volume(host_path="/data/../etc", container_path="/x")]),
@@ -124,7 +119,7 @@ def test_host_paths_outside_the_clusters_allow_list_are_refused(cluster):
         with pytest.raises(GaiaError) as e:
             client.call("SubmitApp", master_pb2.SubmitAppRequest(spec=spec))
         assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and e.value.message.startswith(field), e.value
-    assert snapshot(cluster) == before
+    assert cluster.etcd_snapshot() == before
     spec = raw_spec(instances=0, volumes=[types_pb2.Volume(host_path="/data/x", container_path="/x", read_only=True)])
     spec.name = "inside"
     assert client.call("SubmitApp", master_pb2.SubmitAppRequest(spec=spec)).app_id

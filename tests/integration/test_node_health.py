@@ -19,6 +19,7 @@ from gaia_common.config import NodeConfig
 from gaia_common.etcd import EtcdServer, connect
 from gaia_common.pb import master_pb2, types_pb2
 from gaia_master.node_view import NodeView
+from gaia_master.access import Access
 from gaia_master.service import MasterService
 from tests.integration.docker_support import busybox_image, docker_client  # noqa: F401 (fixtures)
 from tests.integration.node_harness import (CGROUP_ROOT, IS_ROOT, REAL_V1, NodeHarness, node,  # noqa: F401
@@ -48,8 +49,11 @@ class Resolver:
     def __init__(self, etcd, keys):
         self.view = NodeView(etcd, keys)
         self.view.sync()
-        master = types.SimpleNamespace(is_serving=lambda: True, node_view=self.view,
-                                       table=types.SimpleNamespace(get=lambda name: None))
+        # every app asked about exists (as the real table's get answers, or raises NOT_FOUND)
+        table = types.SimpleNamespace(get=lambda name: S.AppRecord(spec=S.AppSpec(name=name)))
+        # no TLS: the caller is the anonymous cluster admin, who may resolve every app
+        master = types.SimpleNamespace(is_serving=lambda: True, node_view=self.view, table=table,
+                                       access=Access(tenancy=None, pools=None, apps=table))
         self.service = MasterService(master)
 
     def instances(self, app: str, port: str = "") -> list:

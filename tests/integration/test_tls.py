@@ -7,7 +7,6 @@ import itertools
 import os
 import pathlib
 import stat
-import sys
 
 import grpc
 import pytest
@@ -27,13 +26,6 @@ ROLES = ("master", "node", "am", "user", "dns")
 SERVICES = ("gaia.v1.Master", "gaia.v1.Node")   # Enrol (server-auth only) is the enrolment tests'
 MATRIX = [(name, desc, role) for name, desc in policy.all_methods() for role in ROLES
           if name.split("/")[1] in SERVICES]
-APP = """\
-name: sleeper
-instances: 1
-command: ["{python}", "-c", "import time; time.sleep(600)"]
-resources: {{request: {{cpu: 50m, memory: 32Mi}}}}
-"""
-
 
 @pytest.fixture(scope="module")
 def cluster(etcd_server, tmp_path_factory):
@@ -43,9 +35,7 @@ def cluster(etcd_server, tmp_path_factory):
         c.start_master()
         c.start_node()
         c.wait_ready(nodes=1)
-        spec = workdir / "sleeper.yaml"
-        spec.write_text(APP.format(python=sys.executable))
-        c.app_id = c.cli("submit", str(spec)).stdout.strip()     # the CLI, as user admin, over mTLS
+        c.app_id = c.submit_sleeper("sleeper")      # the CLI, as user admin, over mTLS
         wait_for(lambda: running(c), 60, what="the app running (its AM speaking mTLS)")
         c.node_id = next(iter(c.nodes))
         c.master_address = c.leader().address

@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from gaia_common import edge, rpc, spec as spec_mod
+from gaia_common.fuzz_specs import set_fields
 from gaia_common.pb import master_pb2, master_pb2_grpc, types_pb2
 from gaia_node.validation import check_host_access, validate_container_spec
 
@@ -20,16 +21,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 def app(**fields) -> types_pb2.AppSpec:
     spec = types_pb2.AppSpec(name="web", pool="default", kind=1, driver="process", command=["sleep", "1"])
-    for name, value in fields.items():
-        if isinstance(value, dict):
-            getattr(spec, name).update(value)
-        elif isinstance(value, list):
-            getattr(spec, name).extend(value)
-        elif hasattr(value, "DESCRIPTOR"):
-            getattr(spec, name).CopyFrom(value)
-        else:
-            setattr(spec, name, value)
-    return spec
+    return set_fields(spec, fields.items())
 
 
 def refused(spec, field_prefix: str, *, allow=None) -> str:
