@@ -194,13 +194,20 @@ def resolvers():
 
 # ---- reached from elsewhere; health flips ----
 
+def _default_sigint():
+    """Ctrl-C as a user's terminal delivers it: a test run started in the background by a
+    non-interactive shell ignores SIGINT (bash does that to `cmd &` without job control), and
+    its children would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class CliWatch:
     """`gaia resolve APP --watch -o json`, its lines collected as they come."""
 
     def __init__(self, cluster, app: str):
         self.proc = subprocess.Popen([sys.executable, "-m", "gaia_cli", "--cluster", cluster.name, "resolve", app,
                                       "--watch", "-o", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=cluster._env(), cwd=ROOT)
+                                     text=True, env=cluster._env(), cwd=ROOT, preexec_fn=_default_sigint)
         self.lines = []
         threading.Thread(target=self._read, daemon=True).start()
 
