@@ -37,15 +37,19 @@ class AllocationIndex:
         self.app_usage: dict = {}            # app_id -> int64[D]
         self.app_nodes: dict = {}            # app_id -> Counter(node_id -> instances)
         self.app_held: collections.Counter = collections.Counter()   # app_id -> instances (not the AM)
-        self.by_pool: dict = {}              # pool -> {(app_id, instance_id): (Allocation, priority)}
+        # pool -> {(app_id, instance_id): (Allocation, priority, its request as a vector)}: the
+        # vector is kept (shared by an app's grants) so that listing a pool's containers for
+        # preemption converts no protobuf
+        self.by_pool: dict = {}
         # node_id -> {(app_id, instance_id): (gpu_share, gpu_memory_bytes, GPU indices)} for the
         # allocations granted specific GPUs: what is used on each GPU of a node
         self.node_gpus: dict = {}
         self.version = 0                     # bumped on every change: a plan knows if it is stale
 
     def add(self, alloc: types_pb2.Allocation, pool: str, priority: int) -> None:
-        self._apply(alloc, pool, as_vector(alloc.request), +1)
-        self.by_pool.setdefault(pool, {})[(alloc.app_id, alloc.instance_id)] = (alloc, priority)
+        vector = as_vector(alloc.request)
+        self._apply(alloc, pool, vector, +1)
+        self.by_pool.setdefault(pool, {})[(alloc.app_id, alloc.instance_id)] = (alloc, priority, vector)
 
     def add_granted(self, allocs: list, pool: str, priority: int, vector: np.ndarray) -> None:
         """New allocations of one app and one shape (a cycle's grants): summed per node first,
@@ -63,7 +67,7 @@ class AllocationIndex:
         self.app_held[app_id] += sum(instances.values())
         mine = self.by_pool.setdefault(pool, {})
         for a in allocs:
-            mine[(app_id, a.instance_id)] = (a, priority)
+            mine[(app_id, a.instance_id)] = (a, priority, vector)
             if a.gpu_indices:
                 self._gpus(a, +1)
         self.version += 1
@@ -124,12 +128,11 @@ class AllocationIndex:
         """The containers of one pool as Sfair's Running values (preemption's candidates).
         Instance numbers grow with every grant, so they order instances newest last."""
         out = []
-        for (app_id, instance_id), (alloc, priority) in list(self.by_pool.get(pool, {}).items()):
+        for (app_id, instance_id), (alloc, priority, vector) in list(self.by_pool.get(pool, {}).items()):
             if alloc.is_am:
                 continue  # an AM is never a victim: evicting it would stop the whole app
             order = int(instance_id) if instance_id.isdigit() else 0
-            out.append(Running(app_id, pool, priority, alloc.node_id, as_vector(alloc.request),
-                               instance_id, float(order)))
+            out.append(Running(app_id, pool, priority, alloc.node_id, vector, instance_id, float(order)))
         return out
 
 
