@@ -20,7 +20,7 @@ from tests.integration.node_harness import node, node_cfg  # noqa: F401 (fixture
 MiB = 1 << 20
 FLOOD = 200           # requests at once
 ROUNDS = 8            # 1.6 GiB refused in all: a leak of 1% of it would pass the bound below
-RSS_GROWTH_LIMIT = 64 * MiB
+RSS_GROWTH_LIMIT = 150 * MiB   # under one flood's payload (200 MiB): a retained request shows at once
 
 
 def test_fuzzed_master_handlers_answer_only_success_or_invalid_argument(etcd_server):
@@ -94,9 +94,10 @@ def test_requests_just_above_the_limit_many_at_once_are_refused_with_memory_stea
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and e.value.details().startswith("spec: ")
     print(f"\nmaster RSS over {ROUNDS} floods of {FLOOD} x (1 MiB + 1): "
           + " -> ".join(f"{r / MiB:.0f} MiB" for r in rss))
-    # Steady means bounded: gRPC's buffers, threads and per-thread malloc arenas grow once, by
-    # some 40 MiB, at whichever flood the scheduling makes them (measured: a plateau at ~115 MiB
-    # over 14 floods), and never again
+    # Steady means bounded, not flat: gRPC's buffers, threads and glibc's per-thread malloc
+    # arenas grow in steps at whichever floods the scheduling picks (measured: +43 MiB over 14
+    # floods on a quiet machine, +70 MiB over 8 in a full CI run), while refused requests kept
+    # anywhere would add 200 MiB a flood, 1.6 GiB in all
     assert max(rss) - rss[0] < RSS_GROWTH_LIMIT, f"RSS grew {(max(rss) - rss[0]) / MiB:.0f} MiB: {rss}"
     assert cluster.etcd_snapshot() == before_etcd
 
