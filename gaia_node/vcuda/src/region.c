@@ -1,6 +1,7 @@
 /* The per-container shared region (see region.h for the layout and its invariant). */
 #define _GNU_SOURCE /* secure_getenv */
 #include "region.h"
+#include "shm_mutex.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,19 +23,6 @@ _Static_assert(__builtin_offsetof(struct vcuda_region, devices) == 128, "region 
 _Static_assert(__builtin_offsetof(struct vcuda_region, exports) == 640, "region layout: exports");
 _Static_assert(__builtin_offsetof(struct vcuda_region, procs) == 6784, "region layout: procs");
 
-static int init_mutex(pthread_mutex_t *m)
-{
-    pthread_mutexattr_t attr;
-    pthread_mutexattr_init(&attr);
-    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-    /* ROBUST: the kernel hands the mutex to the next locker with EOWNERDEAD when its owner dies
-     * (the futex robust list), so a SIGKILLed process never stalls the container. */
-    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-    int rc = pthread_mutex_init(m, &attr);
-    pthread_mutexattr_destroy(&attr);
-    return rc;
-}
-
 static void init_region(struct vcuda_region *r)
 {
     memset(r, 0, sizeof(*r));
@@ -42,7 +30,7 @@ static void init_region(struct vcuda_region *r)
     r->size = sizeof(*r);
     r->max_devices = VCUDA_MAX_DEVICES;
     r->max_procs = VCUDA_MAX_PROCS;
-    init_mutex(&r->lock.mutex);
+    vcuda_shm_mutex_init(&r->lock.mutex);
     /* the magic last: a reader that sees it sees an initialised mutex */
     __atomic_store_n(&r->magic, VCUDA_REGION_MAGIC, __ATOMIC_RELEASE);
 }
@@ -194,27 +182,8 @@ static void repair(struct vcuda_region *r)
 
 void vcuda_region_lock(struct vcuda_region *r)
 {
-    for (;;) {
-        int rc = pthread_mutex_lock(&r->lock.mutex);
-        if (rc == 0)
-            return;
-        if (rc == EOWNERDEAD) {
-            pthread_mutex_consistent(&r->lock.mutex);
-            repair(r);
-            return;
-        }
-        if (rc == ENOTRECOVERABLE) {
-            /* only reachable if a holder unlocked after EOWNERDEAD without making it consistent,
-             * which this library never does (an older or foreign writer could): start over with
-             * a fresh mutex, the only operation POSIX leaves on such a mutex. */
-            fprintf(stderr, "gaia vcuda: region lock not recoverable; reinitialising it\n");
-            pthread_mutex_destroy(&r->lock.mutex);
-            init_mutex(&r->lock.mutex);
-            continue;
-        }
-        fprintf(stderr, "gaia vcuda: region lock: %s\n", strerror(rc));
-        abort();
-    }
+    if (vcuda_shm_mutex_lock(&r->lock.mutex, "region"))
+        repair(r);
 }
 
 void vcuda_region_unlock(struct vcuda_region *r)

@@ -40,6 +40,7 @@
 
 #include "config.h"
 #include "cuda_types.h"
+#include "shm_mutex.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -265,21 +266,12 @@ static int64_t now_ns(void)
 
 static void shm_lock(union shm_lock *l)
 {
-    if (pthread_mutex_lock(&l->m) == EOWNERDEAD)
-        pthread_mutex_consistent(&l->m);
+    vcuda_shm_mutex_lock(&l->m, "compute share");   /* what a dead holder left is repaired by sweeps */
 }
 
 static void shm_unlock(union shm_lock *l) { pthread_mutex_unlock(&l->m); }
 
-static void shm_lock_init(union shm_lock *l)
-{
-    pthread_mutexattr_t a;
-    pthread_mutexattr_init(&a);
-    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    pthread_mutex_init(&l->m, &a);
-    pthread_mutexattr_destroy(&a);
-}
+static void shm_lock_init(union shm_lock *l) { vcuda_shm_mutex_init(&l->m); }
 
 /* Map a shared file of `size` bytes, initialising it under flock when its magic is absent.
  * path NULL: an anonymous shared mapping (this process and the children it forks). shared_mode: a
