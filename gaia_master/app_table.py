@@ -50,6 +50,8 @@ class AppTable:
             alloc = types_pb2.Allocation()
             alloc.ParseFromString(value)
             allocations.setdefault(alloc.app_id, {})[alloc.instance_id] = alloc
+        for record in apps.values():
+            _past_allocations(record, allocations.get(record.app_id, {}))
         with self.lock:
             self.apps, self.allocations = apps, allocations
             self.by_key = {r.idempotency_key: r.app_id for r in apps.values() if r.idempotency_key}
@@ -178,46 +180,48 @@ class AppTable:
 
         `groups`: (record, allocations, record_changes, vector) per app, already checked by the
         caller (under this lock); `vector` is the allocations' common request as an array
-        (None when they differ). A group's allocations and app record share one transaction when
-        they fit in one, so a gang is never visible half granted (the caller keeps gangs within
-        one); a larger group is split, its app record (next_instance) going first and its other
-        parts only once that one committed. Returns the records written.
+        (None when they differ); `record_changes` None writes the allocations alone (the
+        record follows in a later group). A group's allocations and app record share one
+        transaction when they fit in one, so a gang is never visible half granted (the caller
+        keeps gangs within one); a larger group is split. Transactions may commit in any
+        order: an allocation above its record's next_instance is allowed, and `load` moves
+        next_instance past it. Returns the records written.
 
         The transactions go through scheduling/writer.py's pipeline: this thread builds the next
         one while up to `depth` are in etcd's hands, and updates memory as each commits, in
         order; the caller holds the table's lock all along, so nobody else looks in between.
         What committed before a failure stays remembered; the failure is raised."""
-        written = []
-        pipeline = writer.Pipeline(writer.transport(self.store), self.store.election, depth)
-
-        def committed(done):
-            for new, allocations, vector in done:
-                self._remember(new, allocations, vector)
-                written.append(new)
-
+        stream = self.grant_stream(depth)
         try:
-            for txn, done, after_previous in self._transactions(groups, max_ops):
-                pipeline.send(txn, lambda done=done: committed(done), after_previous)
+            stream.send(groups, max_ops)
         finally:
-            pipeline.flush()
-        return written
+            stream.flush()
+        return stream.written
+
+    def grant_stream(self, depth: int = writer.DEPTH) -> "GrantStream":
+        """grant_batch over several sends (a scheduling cycle hands its plan over in parts);
+        the caller holds the lock from the first send until flush."""
+        return GrantStream(self, depth)
 
     def _transactions(self, groups: list, max_ops: int):
-        """(Txn, [(new record, its allocations in it, vector)], after_previous) per transaction;
-        values are serialised here, once, straight into the request."""
+        """(Txn, [(record, its allocations in it, vector, whether the record was written)])
+        per transaction; values are serialised here, once, straight into the request."""
         epoch = self.store.election.epoch
         compare = writer.fence(self.store)
-        txn, pending, after = writer.Txn(compare), [], False
+        txn, pending = writer.Txn(compare), []
         for record, allocations, changes, vector in groups:
-            new = types_pb2.AppRecord()
-            new.CopyFrom(record)
-            for field, value in changes.items():
-                setattr(new, field, value)
-            new.epoch = epoch
-            if txn.size and txn.size + 1 + len(allocations) > max_ops:
-                yield txn, pending, after
-                txn, pending, after = writer.Txn(compare), [], False
-            txn.put(self.keys.app(new.spec.name), new.SerializeToString())
+            new = record
+            if changes is not None:
+                new = types_pb2.AppRecord()
+                new.CopyFrom(record)
+                for field, value in changes.items():
+                    setattr(new, field, value)
+                new.epoch = epoch
+            if txn.size and txn.size + (changes is not None) + len(allocations) > max_ops:
+                yield txn, pending
+                txn, pending = writer.Txn(compare), []
+            if changes is not None:
+                txn.put(self.keys.app(new.spec.name), new.SerializeToString())
             start = 0
             while True:   # a group larger than a transaction is split; each part is remembered
                 part = allocations[start:start + max_ops - txn.size]
@@ -225,12 +229,11 @@ class AppTable:
                 start += len(part)
                 if start == len(allocations):
                     break
-                yield txn, pending + [(new, part, vector)], after
-                # the part after the record's waits for it: no allocation above next_instance
-                txn, pending, after = writer.Txn(compare), [], start == len(part)
-            pending.append((new, part, vector))
+                yield txn, pending + [(new, part, vector, changes is not None)]
+                txn, pending = writer.Txn(compare), []
+            pending.append((new, part, vector, changes is not None))
         if txn.size:
-            yield txn, pending, after
+            yield txn, pending
 
     def _put_allocations(self, txn, allocations: list, epoch: int) -> None:
         """Put one app's allocations (a group's are its app's: one key prefix)."""
@@ -239,23 +242,25 @@ class AppTable:
             a.epoch = epoch
             txn.put(prefix + a.instance_id, a.SerializeToString())
 
-    def _remember(self, new, allocations, vector=None):
+    def _remember(self, new, allocations, vector=None, record_written: bool = True):
         """Memory follows a committed write: the record, its allocations, the index.
         `vector`: the allocations' common request as an array, when they are new grants."""
-        self.apps[new.spec.name] = new
+        if record_written:
+            self.apps[new.spec.name] = new
         by_app = self.allocations.setdefault(new.app_id, {})
-        fresh = []
+        if vector is not None and allocations:
+            ids = [a.instance_id for a in allocations]
+            if by_app.keys().isdisjoint(ids):        # new grants (a cycle's): the index adds them at once
+                by_app.update(zip(ids, allocations))
+                self.index.add_granted(allocations, ids, new.spec.pool, new.spec.priority, vector)
+                self.on_change(new.app_id)
+                return
         for a in allocations:
             old = by_app.get(a.instance_id)
             if old is not None:
                 self.index.remove(old, new.spec.pool)
             by_app[a.instance_id] = a
-            if vector is None or old is not None:
-                self.index.add(a, new.spec.pool, new.spec.priority)
-            else:
-                fresh.append(a)
-        if fresh:
-            self.index.add_granted(fresh, new.spec.pool, new.spec.priority, vector)
+            self.index.add(a, new.spec.pool, new.spec.priority)
         self.on_change(new.app_id)
 
     def replace_allocations(self, record: types_pb2.AppRecord, allocations: list):
@@ -349,5 +354,40 @@ class AppTable:
             self.index.remove(alloc, record.spec.pool)
 
 
+def _past_allocations(record: types_pb2.AppRecord, mine: dict) -> None:
+    """next_instance above every granted instance: a cycle's allocations may commit without
+    the record write that follows them (its transactions commit in any order, and a leader
+    can die in between), and an instance id must never be granted twice."""
+    numbered = [int(i) for i in mine if i.isdigit()]
+    if numbered and max(numbered) >= record.next_instance:
+        record.next_instance = max(numbered) + 1
+
+
 def state_name(state: int) -> str:
     return types_pb2.AppState.Name(state).replace("APP_STATE_", "").lower()
+
+
+class GrantStream:
+    """One pipeline for several batches of grants (AppTable.grant_batch): the transactions of
+    one send go out with up to `depth` in flight, left in flight when it returns; memory
+    follows each commit, in the order sent. No send waits for another: the caller writes an
+    app's record once per stream (with its last allocations or after them), so no two
+    transactions in flight carry the same key."""
+
+    def __init__(self, table: AppTable, depth: int):
+        self.table = table
+        self.written: list = []
+        self.pipeline = writer.Pipeline(writer.transport(table.store), table.store.election, depth)
+
+    def send(self, groups: list, max_ops: int) -> None:
+        for txn, done in self.table._transactions(groups, max_ops):
+            self.pipeline.send(txn, lambda done=done: self._committed(done))
+
+    def flush(self) -> None:
+        self.pipeline.flush()
+
+    def _committed(self, done: list) -> None:
+        for new, allocations, vector, record_written in done:
+            self.table._remember(new, allocations, vector, record_written)
+            if record_written:
+                self.written.append(new)

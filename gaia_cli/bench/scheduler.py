@@ -270,9 +270,9 @@ def _wait_quiet(loop, book, settle_s: float, limit_s: float = 600) -> None:
 def _etcd_ceiling(c: _Cluster, apps: list, count: int) -> dict:
     """The raw throughput of the leader's own kind of grant transactions on this etcd, now.
 
-    The transactions are built exactly as the leader builds a cycle's (AppTable._transactions:
-    each app's record and up to 119 Allocations of its shape per fenced transaction, the same
-    fields and sizes, keys as long: a shadow cluster root `/gaia/bench-ceilg/`, which, like
+    The transactions are built exactly as the leader builds a cycle's (AppTable._transactions
+    over the applier's groups: up to 120 Allocations of an app's shape per fenced transaction,
+    then every app's record, the same fields and sizes, keys as long: a shadow cluster root `/gaia/bench-ceilg/`, which, like
     allocations/, nothing watches), all of them beforehand, so only their writing is timed:
     through the leader's pipeline (scheduling/writer.py) at its depth and at twice it, the
     better counting (the best these transactions do here, not the leader's choice). Each try
@@ -283,7 +283,7 @@ def _etcd_ceiling(c: _Cluster, apps: list, count: int) -> dict:
     from gaia_master.scheduling import writer
     shadow = AppTable(Keys(CEILING_CLUSTER), c.master.store)
     groups = _ceiling_groups(c, apps, count)
-    txns = [(txn, after) for txn, _, after in shadow._transactions(groups, MAX_OPS_PER_TXN)]
+    txns = [txn for txn, _ in shadow._transactions(groups, MAX_OPS_PER_TXN)]
     tries = {}
     for depth in (writer.DEPTH, 2 * writer.DEPTH):
         tries[depth] = _ceiling_try(c, txns, depth, count)
@@ -300,8 +300,8 @@ def _ceiling_try(c: _Cluster, txns: list, depth: int, count: int) -> dict:
     etcd = psutil.Process(c.etcd.proc.pid)
     pipeline = writer.Pipeline(writer.transport(store), store.election, depth)
     cpu0, t0 = _proc_cpu(etcd), time.perf_counter()
-    for txn, after in txns:
-        pipeline.send(txn, None, after)
+    for txn in txns:
+        pipeline.send(txn)
     pipeline.flush()
     elapsed = time.perf_counter() - t0
     return {"puts_per_s": round(count / elapsed), "etcd_us_per_put": round((_proc_cpu(etcd) - cpu0) * 1e6 / count, 1)}
@@ -309,7 +309,9 @@ def _ceiling_try(c: _Cluster, txns: list, depth: int, count: int) -> dict:
 
 def _ceiling_groups(c: _Cluster, apps: list, count: int) -> list:
     """`count` grants dealt over the apps in turn as (record, allocations, changes, vector),
-    the applier's groups: each app's request, nodes round robin, instance ids from 0."""
+    the applier's groups: each app's allocations alone (its request, nodes round robin,
+    instance ids from 0), then each app's record with its next_instance, as a cycle's last
+    part writes it."""
     nodes = c.master.node_view.node_list()
     groups, left, k = [], count, 0
     for spec in apps:
@@ -322,9 +324,9 @@ def _ceiling_groups(c: _Cluster, apps: list, count: int) -> list:
             allocations.append(types_pb2.Allocation(app_id=record.app_id, instance_id=str(i), node_id=node.node_id,
                                                     node_address=node.address, request=spec.resources.request,
                                                     version=record.version or 1))
-        groups.append((record, allocations, {"next_instance": n}, None))
+        groups.append((record, allocations, None, None))
         left -= n
-    return groups
+    return groups + [(record, [], {"next_instance": len(allocations)}, None) for record, allocations, *_ in groups]
 
 
 def _forget_keys(c: _Cluster, root: str, groups: list) -> None:

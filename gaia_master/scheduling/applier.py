@@ -33,6 +33,30 @@ class Applied:
     evicted: int = 0
 
 
+class CycleApply:
+    """One cycle's apply, in parts: Sfair hands over what it placed so far while it goes on
+    deciding (so etcd writes while Python decides), and the rest of the plan last.
+
+    A part writes plain requests' allocations alone; each app's record (next_instance, its
+    message) is written once, by the last part, with whatever was kept for it (AMs, gangs and
+    moves, granted whole). So no key is in two transactions in flight, and nothing waits for
+    an earlier part's answer. The table's lock is taken at the first part and kept until every
+    write is answered: grants in flight must not meet another writer of the same app."""
+
+    def __init__(self, wanted: dict, version: int):
+        self.wanted, self.version = wanted, version
+        self.out = Applied()
+        self.locked = False               # the table's lock, held from the first part on
+        self.writer = None                # the table's GrantStream
+        self.stale = False                # the table changed between snapshot and first part
+        self.free: dict = {}              # node_id -> room left (stale only), across parts
+        self.next_of: dict = {}           # request_id -> next instance id to grant
+        self.changes: dict = {}           # app_id -> record changes kept for the last part
+        self.gpus_taken: dict = {}        # (request_id, row) -> GPU sets used so far
+        self.granted_ams: set = set()     # app ids whose AM was granted
+        self.deferred: list = []          # chunks kept for the last part (AMs, gangs, moves)
+
+
 class PlanApplier:
     def __init__(self, table, node_view, book, events=None):
         self.table = table
@@ -42,23 +66,62 @@ class PlanApplier:
         self._addresses: dict = {}
 
     def apply(self, plan, wanted: dict, version: int) -> Applied:
-        out = Applied()
-        self._addresses = {}
-        by_request = _by_request(plan)
-        with self.table.lock:
-            stale = self.table.index.version != version
-            out.evicted = self._evict(plan.evictions or [])
-            accepted = self._recheck(by_request, wanted, plan.node_ids, stale, out,
-                                     getattr(plan, "gpu_sets", None) or {})
-            groups = self._groups(accepted, wanted, plan.pending)
-            if groups:
-                self.table.grant_batch(groups, MAX_OPS_PER_TXN)
-            out.granted = sum(len(g[1]) for g in groups)
-            out.messages = sum(1 for g in groups if not g[1])
-        for w in wanted.values():
-            if w.is_am and w.app_id in accepted:
+        """A whole plan at once (what finish does with nothing handed over before)."""
+        return self.finish(CycleApply(wanted, version), plan)
+
+    def part(self, c: CycleApply, chunks: list, node_ids, gpu_sets: dict) -> None:
+        """Write plain instance requests' grants placed so far, left in flight; AMs, gangs and
+        moves wait for the last part (they are granted whole, with their record)."""
+        plain = []
+        for chunk in chunks:
+            w = c.wanted.get(chunk[0])
+            plain_request = w is not None and not (w.is_am or w.gang or w.move_ids)
+            (plain if plain_request else c.deferred).append(chunk)
+        if plain:
+            self._begin(c)
+            accepted = self._recheck(c, _by_request(plain), node_ids, gpu_sets or {})
+            self._send(c, [self._app_group(c, app_id, requests, last=False)
+                           for app_id, requests in accepted.items()])
+
+    def finish(self, c: CycleApply, plan) -> Applied:
+        """The rest of the plan (evictions first) and every app's record, then wait for
+        every write."""
+        try:
+            self._begin(c)
+            c.out.evicted += self._evict(plan.evictions or [])
+            chunks = c.deferred + plan.chunks[getattr(plan, "streamed", 0):]
+            accepted = self._recheck(c, _by_request(chunks), plan.node_ids, getattr(plan, "gpu_sets", None) or {})
+            self._send(c, self._last_groups(c, accepted, plan.pending))
+        finally:
+            self.close(c)
+        for w in c.wanted.values():
+            if w.is_am and w.app_id in c.granted_ams:
                 self.book.drop_am(w.app_id, w.attempt)
-        return out
+        return c.out
+
+    def close(self, c: CycleApply) -> None:
+        """Wait for the writes in flight (raising the first failure), release the lock."""
+        if not c.locked:
+            return
+        try:
+            c.writer.flush()
+        finally:
+            c.writer, c.locked = None, False
+            self.table.lock.release()
+
+    def _begin(self, c: CycleApply) -> None:
+        if not c.locked:
+            self.table.lock.acquire()
+            c.locked = True
+            c.stale = self.table.index.version != c.version
+            c.writer = self.table.grant_stream()
+        self._addresses = {}              # looked up once per part: a node may leave meanwhile
+
+    def _send(self, c: CycleApply, groups: list) -> None:
+        if groups:
+            c.writer.send(groups, MAX_OPS_PER_TXN)
+        c.out.granted += sum(len(g[1]) for g in groups)
+        c.out.messages += sum(1 for g in groups if not g[1])
 
     # ---- evictions (preemption, reclaim) ----
 
@@ -85,23 +148,23 @@ class PlanApplier:
 
     # ---- the re-check ----
 
-    def _recheck(self, by_request: dict, wanted: dict, node_ids, stale: bool, out: Applied,
-                 gpu_sets: dict) -> dict:
-        """app_id -> [(Wanted, [(node_id, instances)], [GPU indices per instance])] of the
-        requests that still hold."""
+    def _recheck(self, c: CycleApply, by_request: dict, node_ids, gpu_sets: dict) -> dict:
+        """app_id -> [(request_id, Wanted, [(node_id, instances)], [GPU indices per instance])]
+        of the requests that still hold."""
         accepted: dict = {}
-        free: dict = {}                     # node_id -> what is left now, as grants are taken
         for rid, placed in by_request.items():
-            w = wanted[rid]
+            w = c.wanted[rid]
             if not (w.gang or w.is_am or w.move_ids):
-                placed = self._on_live_nodes(placed, node_ids, out)
+                placed = self._on_live_nodes(placed, node_ids, c.out)
                 if not placed:
                     continue
             nodes = [(node_ids[row], int(k)) for row, k in placed]
-            if not self._app_current(w) or not self._nodes_fit(w, nodes, free, stale):
-                out.refused += sum(k for _, k in nodes)
+            first = c.next_of.get(rid, w.first_instance)
+            if not self._app_current(w, first) or not self._nodes_fit(w, nodes, c.free, c.stale):
+                c.out.refused += sum(k for _, k in nodes)
                 continue
-            accepted.setdefault(w.app_id, []).append((w, nodes, _instance_gpus(rid, placed, gpu_sets)))
+            gpus = _instance_gpus(rid, placed, gpu_sets, c.gpus_taken)
+            accepted.setdefault(w.app_id, []).append((rid, w, nodes, gpus))
         return accepted
 
     def _on_live_nodes(self, placed: list, node_ids, out: Applied) -> list:
@@ -112,7 +175,7 @@ class PlanApplier:
             out.refused += sum(k for _, k in placed) - sum(k for _, k in live)
         return live
 
-    def _app_current(self, w) -> bool:
+    def _app_current(self, w, first: int) -> bool:
         record = self.table.by_id(w.app_id)
         if record is None or record.state in TERMINAL:
             return False
@@ -122,7 +185,8 @@ class PlanApplier:
             mine, origin = self.table.allocations.get(w.app_id, {}), dict(w.ask.origins)
             return record.am_attempt == w.attempt and all(
                 i in mine and mine[i].node_id == origin[i] and not mine[i].from_node_id for i in w.move_ids)
-        return record.am_attempt == w.attempt and record.next_instance <= w.first_instance
+        # `first`: where this part of the request starts (its earlier parts are ours)
+        return record.am_attempt == w.attempt and record.next_instance <= first
 
     def _nodes_fit(self, w, nodes: list, free: dict, stale: bool) -> bool:
         """Every node is still live and, if anything changed since the snapshot, still has
@@ -148,52 +212,66 @@ class PlanApplier:
 
     # ---- what is written ----
 
-    def _groups(self, accepted: dict, wanted: dict, pending: dict) -> list:
-        """One group per app granted something, and one per waiting app whose reason changed."""
+    def _last_groups(self, c: CycleApply, accepted: dict, pending: dict) -> list:
+        """One group per app granted something in this cycle (its record with it), and one per
+        waiting app whose reason changed."""
         waiting = {}                         # app_id -> its first pending request's message
         for rid, why in pending.items():
-            w = wanted.get(rid)
+            w = c.wanted.get(rid)
             if w is not None:
                 waiting.setdefault(w.app_id, _waiting(w, why))
-        groups = [self._app_group(self.table.by_id(app_id), requests, waiting.get(app_id))
-                  for app_id, requests in accepted.items()]
+        granted = dict.fromkeys([*c.changes, *accepted])
+        groups = [self._app_group(c, app_id, accepted.get(app_id, []), last=True, waiting=waiting.get(app_id))
+                  for app_id in granted]
         for app_id, message in waiting.items():
             record = self.table.by_id(app_id)
-            if app_id not in accepted and record is not None and record.state not in TERMINAL \
-                    and record.message != message:
+            if app_id not in granted and record is not None \
+                    and record.state not in TERMINAL and record.message != message:
                 groups.append((record, [], {"message": message}, None))
         return groups
 
-    def _app_group(self, record, requests: list, waiting) -> tuple:
-        """(record, allocations, record changes, their common request as a vector)."""
-        allocations, changes = [], {}
-        for w, nodes, gpus in requests:
+    def _app_group(self, c: CycleApply, app_id: str, requests: list, last: bool, waiting=None) -> tuple:
+        """(record, allocations, record changes or None before the last part, their common
+        request as a vector). Changes of earlier parts are kept in `c` until the last."""
+        record = self.table.by_id(app_id)
+        allocations, changes = [], c.changes.setdefault(app_id, {})
+        for rid, w, nodes, gpus in requests:
             if w.is_am:                      # an AM is given no GPUs
                 allocations.append(self._allocation(record, w, nodes[0][0], "am"))
-                changes.update(am_attempt=w.attempt, message=w.ask.why)
-                continue
-            if w.move_ids:
+                changes.update(am_attempt=w.attempt, am_why=w.ask.why)
+                c.granted_ams.add(app_id)
+            elif w.move_ids:
                 allocations += self._moved(w, nodes, gpus)
-                continue
-            instance = w.first_instance
-            base = self._allocation(record, w, nodes[0][0], "")   # built once: nodes differ in two fields
-            for node_id, k in nodes:
-                template = _copy(base, node_id=node_id, node_address=self._address(node_id))
-                for _ in range(k):
-                    alloc = types_pb2.Allocation()
-                    alloc.CopyFrom(template)
-                    alloc.instance_id = str(instance)
-                    if gpus:
-                        alloc.gpu_indices.extend(gpus[instance - w.first_instance])
-                    allocations.append(alloc)
-                    instance += 1
-            changes["next_instance"] = max(changes.get("next_instance", 0), instance)
-            changes["message"] = waiting or ("" if record.message.startswith(WAITING) else record.message)
-        shapes = {w.shape.SerializeToString() for w, *_ in requests}
+            else:
+                allocations += self._instances(c, record, rid, w, nodes, gpus)
+                changes["next_instance"] = max(changes.get("next_instance", 0), c.next_of[rid])
+        shapes = {w.shape.SerializeToString() for _, w, *_ in requests}
         # one common request (the usual case) lets the index add them per node; an AM placed
         # with instances in the same cycle differs in shape, so they are added one by one
-        common = len(shapes) == 1 and not any(w.move_ids for w, *_ in requests)
-        return record, allocations, changes, as_vector(requests[0][0].shape) if common else None
+        common = len(shapes) == 1 and not any(w.move_ids for _, w, *_ in requests)
+        vector = as_vector(requests[0][1].shape) if common else None
+        if not last:
+            return record, allocations, None, vector
+        return record, allocations, _record_changes(record, c.changes.pop(app_id), waiting), vector
+
+    def _instances(self, c: CycleApply, record, rid: str, w, nodes: list, gpus: list) -> list:
+        """New allocations of a plain or gang request, numbered on from its earlier parts.
+        (Each is a copy of one base with three fields set: the cheapest way to a message.)"""
+        first = instance = c.next_of.get(rid, w.first_instance)
+        base = self._allocation(record, w, "", "")
+        out = []
+        for node_id, k in nodes:
+            address = self._address(node_id)
+            for _ in range(k):
+                alloc = types_pb2.Allocation()
+                alloc.CopyFrom(base)
+                alloc.node_id, alloc.node_address, alloc.instance_id = node_id, address, str(instance)
+                if gpus:
+                    alloc.gpu_indices.extend(gpus[instance - first])
+                out.append(alloc)
+                instance += 1
+        c.next_of[rid] = instance
+        return out
 
     def _moved(self, w, nodes: list, gpus: list) -> list:
         """The moved instances' new allocations: the old ones on a new node, one move more;
@@ -219,7 +297,8 @@ class PlanApplier:
 
     def _allocation(self, record, w, node_id: str, instance_id: str) -> types_pb2.Allocation:
         return types_pb2.Allocation(app_id=record.app_id, instance_id=instance_id, node_id=node_id,
-                                    node_address=self._address(node_id), request=w.shape, is_am=w.is_am,
+                                    node_address=self._address(node_id) if node_id else "",
+                                    request=w.shape, is_am=w.is_am,
                                     attempt=w.attempt if w.is_am else 0,
                                     version=record.version or 1)   # new instances run the current spec
 
@@ -239,28 +318,40 @@ def _copy(message, **fields):
     return out
 
 
-def _by_request(plan) -> dict:
-    """request_id -> [(node row, instances)] from the plan's chunks, without expanding them."""
+def _by_request(chunks: list) -> dict:
+    """request_id -> [(node row, instances)] from a plan's chunks, without expanding them."""
     out: dict = {}
-    for request_id, _app, _first, rows, n in plan.chunks:
+    for request_id, _app, _first, rows, n in chunks:
         out.setdefault(request_id, []).extend(zip(rows.tolist(), n.tolist()))
     return out
 
 
-def _instance_gpus(request_id: str, placed: list, gpu_sets: dict) -> list:
+def _instance_gpus(request_id: str, placed: list, gpu_sets: dict, taken: dict = None) -> list:
     """The GPU indices of each instance of a request, in instance order (the order its
-    (row, instances) pairs are expanded in); [] when none of it got GPUs."""
+    (row, instances) pairs are expanded in); [] when none of it got GPUs. `taken`: (request,
+    row) -> sets used by the request's earlier parts, advanced here."""
     if not gpu_sets:
         return []
-    taken: dict = {}
+    taken = {} if taken is None else taken
     out = []
     for row, k in placed:
         sets = gpu_sets.get((request_id, row), ())
-        start = taken.get(row, 0)
+        start = taken.get((request_id, row), 0)
         for j in range(start, start + k):
             out.append(tuple(sets[j]) if j < len(sets) else ())
-        taken[row] = start + k
+        taken[(request_id, row)] = start + k
     return out if any(out) else []
+
+
+def _record_changes(record, kept: dict, waiting) -> dict:
+    """An app's record changes for the cycle: a new AM's attempt and reason, next_instance,
+    and its message (why it still waits, or the scheduler's old reason cleared)."""
+    changes = {k: v for k, v in kept.items() if k != "am_why"}
+    if "next_instance" in kept:
+        changes["message"] = waiting or ("" if record.message.startswith(WAITING) else record.message)
+    if "am_why" in kept:
+        changes["message"] = kept["am_why"]
+    return changes
 
 
 def _waiting(w, why: str) -> str:

@@ -17,6 +17,7 @@ from gaia_common.resources import DIMENSIONS
 from gaia_master.sfair.model import Running, RunningSummary
 
 D = len(DIMENSIONS)
+_GPU_SHARE = DIMENSIONS.index("gpu_share")
 
 
 def as_vector(r: types_pb2.Resources) -> np.ndarray:
@@ -41,6 +42,9 @@ class AllocationIndex:
         # vector is kept (shared by an app's grants) so that listing a pool's containers for
         # preemption converts no protobuf
         self.by_pool: dict = {}
+        # pool -> Counter(priority -> containers other than AMs): whether a pool holds any
+        # possible victim below a priority, without listing its containers
+        self.pool_priorities: dict = {}
         # node_id -> {(app_id, instance_id): (gpu_share, gpu_memory_bytes, GPU indices)} for the
         # allocations granted specific GPUs: what is used on each GPU of a node
         self.node_gpus: dict = {}
@@ -50,31 +54,46 @@ class AllocationIndex:
         vector = as_vector(alloc.request)
         self._apply(alloc, pool, vector, +1)
         self.by_pool.setdefault(pool, {})[(alloc.app_id, alloc.instance_id)] = (alloc, priority, vector)
+        if not alloc.is_am:
+            self._count_priority(pool, priority, 1)
 
-    def add_granted(self, allocs: list, pool: str, priority: int, vector: np.ndarray) -> None:
-        """New allocations of one app and one shape (a cycle's grants): summed per node first,
-        so a thousand grants cost a few array additions, not a thousand."""
-        per_node = collections.Counter(a.node_id for a in allocs)
+    def add_granted(self, allocs: list, ids: list, pool: str, priority: int, vector: np.ndarray) -> None:
+        """New allocations of one app and one shape (a cycle's grants; `ids` their instance
+        ids): summed per node first, so a thousand grants cost a few array additions, not a
+        thousand."""
+        nodes = [a.node_id for a in allocs]
+        per_node = collections.Counter(nodes)
         for node_id, k in per_node.items():
             self.node_allocated[node_id] = self.node_allocated.get(node_id, 0) + k * vector
-            self.node_count[node_id] += k
+        self.node_count.update(per_node)
         app_id = allocs[0].app_id
         total = len(allocs) * vector
         self.pool_usage[pool] = self.pool_usage.get(pool, 0) + total
         self.app_usage[app_id] = self.app_usage.get(app_id, 0) + total
-        instances = collections.Counter(a.node_id for a in allocs if not a.is_am)
+        ams = [a.is_am for a in allocs]
+        instances = collections.Counter(n for n, am in zip(nodes, ams) if not am) if any(ams) else per_node
         self.app_nodes.setdefault(app_id, collections.Counter()).update(instances)
         self.app_held[app_id] += sum(instances.values())
-        mine = self.by_pool.setdefault(pool, {})
-        for a in allocs:
-            mine[(app_id, a.instance_id)] = (a, priority, vector)
-            if a.gpu_indices:
-                self._gpus(a, +1)
+        self._count_priority(pool, priority, sum(instances.values()))
+        held = (priority, vector)
+        self.by_pool.setdefault(pool, {}).update(((app_id, i), (a, *held)) for i, a in zip(ids, allocs))
+        if vector[_GPU_SHARE] > 0:
+            for a in allocs:
+                if a.gpu_indices:
+                    self._gpus(a, +1)
         self.version += 1
 
     def remove(self, alloc: types_pb2.Allocation, pool: str) -> None:
         self._apply(alloc, pool, as_vector(alloc.request), -1)
-        self.by_pool.get(pool, {}).pop((alloc.app_id, alloc.instance_id), None)
+        held = self.by_pool.get(pool, {}).pop((alloc.app_id, alloc.instance_id), None)
+        if held is not None and not alloc.is_am:
+            self._count_priority(pool, held[1], -1)
+
+    def _count_priority(self, pool: str, priority: int, n: int) -> None:
+        counts = self.pool_priorities.setdefault(pool, collections.Counter())
+        counts[priority] += n
+        if counts[priority] <= 0:
+            del counts[priority]
 
     def _apply(self, alloc, pool, vector, sign) -> None:
         delta = sign * vector
@@ -118,11 +137,14 @@ class AllocationIndex:
         zero = np.zeros(D, dtype=np.int64)
         return np.array([self.node_allocated.get(n, zero) for n in node_ids], dtype=np.int64).reshape(-1, D)
 
-    def summary(self, lock) -> RunningSummary:
-        """A copy of the sums; the per-app node lists are copied (under `lock`) only for the
-        apps the cycle places, not for every app."""
+    def summary(self, apps) -> RunningSummary:
+        """A copy of the sums, and of the per-node instance counts of `apps` (the apps the
+        cycle places; not every app's). Copied now, not read later: a cycle's own grants
+        reach the index while it still decides (they are written in parts)."""
+        counts = {app: dict(self.app_nodes[app]) for app in apps if app in self.app_nodes}
+        lowest = {pool: min(c) for pool, c in self.pool_priorities.items() if c}
         return RunningSummary(pool_usage=dict(self.pool_usage), app_usage=dict(self.app_usage),
-                              app_nodes=_LazyAppNodes(self.app_nodes, lock))
+                              app_nodes=_LazyAppNodes(counts), pool_lowest_priority=lowest)
 
     def running_in(self, pool: str) -> list:
         """The containers of one pool as Sfair's Running values (preemption's candidates).
@@ -137,19 +159,16 @@ class AllocationIndex:
 
 
 class _LazyAppNodes(Mapping):
-    """app_id -> [node_id per instance], copied per app when the scheduler first asks."""
+    """app_id -> [node_id per instance], expanded per app when the scheduler first asks."""
 
-    def __init__(self, counts: dict, lock):
+    def __init__(self, counts: dict):
         self._counts = counts
-        self._lock = lock
-        self._keys = list(counts)
 
     def __getitem__(self, app_id: str) -> list:
-        with self._lock:
-            return [n for n, k in self._counts[app_id].items() for _ in range(k)]
+        return [n for n, k in self._counts[app_id].items() for _ in range(k)]
 
     def __iter__(self) -> Iterator:
-        return iter(self._keys)
+        return iter(self._counts)
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._counts)

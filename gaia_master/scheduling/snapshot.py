@@ -127,6 +127,9 @@ def pool_specs(pools: list) -> list:
     return out
 
 
+_NEVER = float("inf")
+
+
 def build(table, node_view, pools: list, book, arrays: NodeArrays, now: float,
           draining=frozenset()) -> tuple:
     """(ClusterSnapshot, {request_id: Wanted}, index version) under the table's lock.
@@ -136,7 +139,6 @@ def build(table, node_view, pools: list, book, arrays: NodeArrays, now: float,
         nodes = arrays.get(node_view, draining)
         nodes.allocated = table.index.allocated(nodes.ids)
         nodes.gpus = arrays.node_gpus(table.index)
-        summary = table.index.summary(table.lock)
         version = table.index.version
         pending, wanted = [], {}
         for ask in am_asks.values():
@@ -146,17 +148,30 @@ def build(table, node_view, pools: list, book, arrays: NodeArrays, now: float,
         live = set(nodes.ids) if move_asks else set()
         for ask in move_asks.values():
             _move_request(table, nodes, ask, book, pending, wanted, live, draining)
+        summary = table.index.summary({w.app_id for w in wanted.values()})
         if draining:
             pending = [dataclasses.replace(r, constraints=tuple(r.constraints) + (NOT_DRAINING,)) for r in pending]
-    index = table.index
+    fresh_from = _fresh_from(wanted)
     snap = ClusterSnapshot(nodes, pool_specs(pools), pending=pending, summary=summary, now=now,
-                           running_in=lambda pool: _locked(table, index.running_in, pool))
+                           running_in=lambda pool: _before_cycle(table, pool, fresh_from))
     return snap, wanted, version
 
 
-def _locked(table, fn, *args):
+def _fresh_from(wanted: dict) -> dict:
+    """app_id -> the first instance number this cycle may grant it."""
+    out: dict = {}
+    for w in wanted.values():
+        if not (w.is_am or w.move_ids):
+            out[w.app_id] = min(out.get(w.app_id, w.first_instance), w.first_instance)
+    return out
+
+
+def _before_cycle(table, pool: str, fresh_from: dict) -> list:
+    """A pool's containers as preemption's candidates, without those this cycle granted
+    (written while it still decides): a grant is never undone in the cycle that made it."""
     with table.lock:
-        return fn(*args)
+        running = table.index.running_in(pool)
+    return [r for r in running if r.started_at < fresh_from.get(r.app, _NEVER)]
 
 
 def _am_request(table, ask, book, pending, wanted):

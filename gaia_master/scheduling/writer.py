@@ -10,9 +10,8 @@ of thousands of puts) are written here instead:
   - an answer is only checked for `succeeded`.
 Fencing is the store's: every transaction compares the leader's election key with the create
 revision it was elected with, so a deposed leader's writes all fail, in flight or not.
-Commits are taken in the order sent (memory follows them in that order), and a transaction
-sent with `after_previous` (the rest of an app whose record went in an earlier one) waits
-until everything sent before it has committed.
+Commits are taken in the order sent (memory follows them in that order); etcd may apply the
+transactions in flight in another order, so the caller never has one key in two of them.
 """
 from __future__ import annotations
 
@@ -98,13 +97,10 @@ class Pipeline:
         self.failure = None
         self.sent = 0
 
-    def send(self, txn: Txn, on_commit=None, after_previous: bool = False) -> None:
+    def send(self, txn: Txn, on_commit=None) -> None:
         if txn.size > MAX_OPS_PER_TXN:
             raise ValueError(f"{txn.size} ops in one transaction; split the batch")
-        if after_previous:
-            self._drain(0)
-        else:
-            self._drain(self.depth - 1)
+        self._drain(self.depth - 1)
         if self.failure is not None:
             raise self.failure
         if not self.election.is_leader():

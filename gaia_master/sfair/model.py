@@ -177,6 +177,9 @@ class RunningSummary:
     pool_usage: dict = dataclasses.field(default_factory=dict)    # leaf pool path -> [D]
     app_usage: dict = dataclasses.field(default_factory=dict)     # app -> [D]
     app_nodes: dict = dataclasses.field(default_factory=dict)     # app -> [node id per instance]
+    # leaf pool path -> lowest priority of its containers other than AMs (None: not kept, the
+    # eviction pass lists the pool's containers to know)
+    pool_lowest_priority: Optional[dict] = None
 
     def add(self, app: str, pool: str, node_ids: Sequence[str], resources: np.ndarray) -> None:
         """One container of `resources` on each of `node_ids` started (or, with negative

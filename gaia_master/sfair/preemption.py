@@ -62,6 +62,15 @@ class RunningSource:
         self._state = state
         self._cache: dict = {}
 
+    def may_hold_below(self, pool: int, priority: int) -> bool:
+        """Whether the pool may hold a container of lower priority (a possible victim),
+        known from the leader's index without listing the pool; True when not known."""
+        lowest = self._state.summary.pool_lowest_priority
+        if lowest is None:
+            return True
+        found = lowest.get(self._state.pools.paths[pool])
+        return found is not None and found < priority
+
     def has_containers(self, pool: int) -> bool:
         usage = self._state.summary.pool_usage.get(self._state.pools.paths[pool])
         return usage is not None and bool(np.any(np.asarray(usage) > 0))
@@ -305,7 +314,7 @@ class Evictor:
             k *= 2
 
     def _preempt_candidates(self, work):
-        if not self.source.has_containers(work.pool):
+        if not self.source.has_containers(work.pool) or not self.source.may_hold_below(work.pool, work.request.priority):
             return None
         group = self.source.of(work.pool)
         order = group.in_victim_order(below_priority=work.request.priority)

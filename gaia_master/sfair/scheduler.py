@@ -93,8 +93,14 @@ class Sfair:
         self.plugins = plugins or Plugins.default(self.config)
         self.reservations = ReservationBook()     # carried from cycle to cycle
 
-    def schedule(self, snapshot: ClusterSnapshot) -> Plan:
-        return _Cycle(snapshot, self.config, self.plugins, self.reservations).run()
+    def schedule(self, snapshot: ClusterSnapshot, on_chunks=None, every: int = 512) -> Plan:
+        """`on_chunks(chunks, node_ids, gpu_sets)`, when given, is handed the fair pass's grants
+        about every `every` instances while the cycle goes on (the leader writes them
+        meanwhile); the plan still lists every chunk, the first `plan.streamed` of them
+        handed over already."""
+        cycle = _Cycle(snapshot, self.config, self.plugins, self.reservations)
+        cycle.on_chunks, cycle.every = on_chunks, every
+        return cycle.run()
 
 
 class _Cycle:
@@ -116,6 +122,8 @@ class _Cycle:
         self.steps = 0
         self.out_of_time = False
         self.uncontended = False
+        self.on_chunks, self.every = None, 0
+        self.streamed = self.streamed_count = 0      # chunks, instances handed to on_chunks
         pools = self.state.pools
         gangs: dict = {}
         for seq, req in enumerate(snapshot.pending):
@@ -227,6 +235,16 @@ class _Cycle:
                 work.done_at_s = time.perf_counter() - self.t0
             queue.requeue(work, active)
             self.steps += 1
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Hand what was placed since the last time to `on_chunks`, once `every` instances
+        gathered: chunks are only ever appended, and the fair pass evicts nothing."""
+        if self.on_chunks is None or self.placed - self.streamed_count < self.every:
+            return
+        chunks = self.chunks[self.streamed:]
+        self.streamed, self.streamed_count = len(self.chunks), self.placed
+        self.on_chunks(chunks, self.state.nodes.ids, self.gpu_sets)
 
     def _step(self, work: Work, fair_limit: int) -> bool:
         """Place one chunk of `work`; True while it may take more in this cycle."""
@@ -360,6 +378,7 @@ class _Cycle:
         plan = Plan(self.state.nodes.ids, self.chunks, pending, stats, self.evictions,
                     self.reserver.book.report())
         plan.gpu_sets = self.gpu_sets
+        plan.streamed = self.streamed
         return plan
 
 

@@ -93,7 +93,7 @@ def test_every_transaction_is_fenced_and_values_parse_back():
     assert alloc.instance_id == "1" and alloc.node_id == "n1" and alloc.epoch == 7
 
 
-def test_small_groups_share_a_transaction_and_a_large_one_is_split_record_first():
+def test_small_groups_share_a_transaction_and_a_large_one_is_split():
     transport = FakeTransport()
     t = table(transport)
     written = t.grant_batch([group(t, "b", 2), group(t, "a", 25)], max_ops=10)
@@ -107,28 +107,34 @@ def test_small_groups_share_a_transaction_and_a_large_one_is_split_record_first(
     assert t.index.app_held["a-1"] == 25
 
 
-def test_the_part_after_a_split_record_waits_for_it():
-    order = []
+def test_allocations_alone_leave_the_record_to_a_later_group():
+    transport = FakeTransport()
+    t = table(transport)
+    record, allocations, _, vector = group(t, "a", 5)
+    t.grant_batch([(record, allocations, None, vector)], max_ops=120)
+    assert keys(transport.sent[0]) == [f"/gaia/c1/allocations/a-1/{i}" for i in range(5)]
+    assert len(t.allocations["a-1"]) == 5 and t.index.app_held["a-1"] == 5
+    assert t.apps["a"].next_instance == 0          # memory keeps the record etcd holds
 
-    class Recording(FakeTransport):
-        def send(self, request):
-            order.append(("send", len(self.sent)))
-            answered = super().send(request)
-            return Watched(answered, len(self.sent) - 1)
 
-    class Watched(Answered):
-        def __init__(self, inner, n):
-            super().__init__(inner.response)
-            self.n = n
+def test_load_moves_next_instance_past_allocations_whose_record_was_lost():
+    """Transactions in flight may commit in any order and a leader may die between them: a
+    new leader must not grant an instance id that is already allocated."""
+    record = types_pb2.AppRecord(app_id="a-1", next_instance=3, spec=types_pb2.AppSpec(name="a", pool="p"))
+    stored = [types_pb2.Allocation(app_id="a-1", instance_id=i, node_id="n0", request=SHAPE)
+              for i in ("am", "0", "1", "7")]
 
-        def result(self):
-            order.append(("answer", self.n))
-            return super().result()
+    class Etcd:
+        def get_prefix(self, prefix):
+            values = [record] if "/apps/" in prefix else stored
+            return [(v.SerializeToString(), None) for v in values]
 
-    t = table(Recording())
-    t.grant_batch([group(t, "b", 2), group(t, "a", 25)], max_ops=10, depth=8)
-    # transaction 2 (a's remaining instances) is sent only once 1 (a's record) was answered
-    assert order.index(("answer", 1)) < order.index(("send", 2))
+    t = AppTable(Keys("c1"), FakeStore(FakeTransport()))
+    t.load(Etcd())
+    assert t.apps["a"].next_instance == 8
+    record.next_instance = 12                      # ahead of its allocations: kept
+    t.load(Etcd())
+    assert t.apps["a"].next_instance == 12
 
 
 def test_a_refused_compare_is_not_leader_and_only_commits_are_remembered():

@@ -207,7 +207,7 @@ def test_index_gpu_holdings_round_trip():
     plain = allocation("c", "0", "n0", 0, 0)
     index.add(a, "p", 0)
     index.add(plain, "p", 0)
-    index.add_granted([b], "p", 0, as_vector(b.request))
+    index.add_granted([b], [b.instance_id], "p", 0, as_vector(b.request))
     assert sorted(index.gpu_holdings("n0")) == [(30, 0, (4,)), (200, GB, (0, 1))]
     index.remove(a, "p")
     assert index.gpu_holdings("n0") == [(30, 0, (4,))]
