@@ -53,6 +53,9 @@ class MasterConfig:
     max_streams_per_user: int = 64
     max_streams_per_am: int = 8
     max_streams_per_tenant: int = 192
+    # Sfair hands what it has placed to the writer about every this many instances while it
+    # decides (gaia_master/scheduling/applier.py); 0: the plan is written after Sfair, whole.
+    schedule_stream_every: int = 512
 
 
 @dataclasses.dataclass

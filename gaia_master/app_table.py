@@ -263,6 +263,18 @@ class AppTable:
             self.index.add(a, new.spec.pool, new.spec.priority)
         self.on_change(new.app_id)
 
+    def past_allocations(self, app_id: str) -> None:
+        """Move the app's next_instance (in memory) past its allocations, when a cycle's record
+        write for them may never have happened (call under the lock)."""
+        record = self.by_id(app_id)
+        if record is None:
+            return
+        fixed = types_pb2.AppRecord()
+        fixed.CopyFrom(record)
+        _past_allocations(fixed, self.allocations.get(app_id, {}))
+        if fixed.next_instance != record.next_instance:
+            self.apps[fixed.spec.name] = fixed
+
     def replace_allocations(self, record: types_pb2.AppRecord, allocations: list):
         """Store changed allocations of an active app (same instance ids), fenced."""
         with self.lock:

@@ -54,6 +54,7 @@ class CycleApply:
         self.changes: dict = {}           # app_id -> record changes kept for the last part
         self.gpus_taken: dict = {}        # (request_id, row) -> GPU sets used so far
         self.granted_ams: set = set()     # app ids whose AM was granted
+        self.streamed_apps: set = set()   # app ids with allocations sent ahead of their record
         self.deferred: list = []          # chunks kept for the last part (AMs, gangs, moves)
 
 
@@ -80,32 +81,43 @@ class PlanApplier:
         if plain:
             self._begin(c)
             accepted = self._recheck(c, _by_request(plain), node_ids, gpu_sets or {})
+            c.streamed_apps.update(accepted)
             self._send(c, [self._app_group(c, app_id, requests, last=False)
                            for app_id, requests in accepted.items()])
 
     def finish(self, c: CycleApply, plan) -> Applied:
         """The rest of the plan (evictions first) and every app's record, then wait for
         every write."""
+        done = False
         try:
             self._begin(c)
             c.out.evicted += self._evict(plan.evictions or [])
             chunks = c.deferred + plan.chunks[getattr(plan, "streamed", 0):]
             accepted = self._recheck(c, _by_request(chunks), plan.node_ids, getattr(plan, "gpu_sets", None) or {})
             self._send(c, self._last_groups(c, accepted, plan.pending))
+            done = True
         finally:
-            self.close(c)
+            self.close(c, failed=not done)
         for w in c.wanted.values():
             if w.is_am and w.app_id in c.granted_ams:
                 self.book.drop_am(w.app_id, w.attempt)
         return c.out
 
-    def close(self, c: CycleApply) -> None:
-        """Wait for the writes in flight (raising the first failure), release the lock."""
+    def close(self, c: CycleApply, failed: bool = False) -> None:
+        """Wait for the writes in flight (raising the first failure), release the lock. After a
+        failure, the records of apps whose allocations went ahead may never be written: memory
+        then moves their next_instance past what committed, as a new leader's load would."""
         if not c.locked:
             return
         try:
             c.writer.flush()
+        except BaseException:
+            failed = True
+            raise
         finally:
+            if failed:
+                for app_id in c.streamed_apps:
+                    self.table.past_allocations(app_id)
             c.writer, c.locked = None, False
             self.table.lock.release()
 

@@ -73,7 +73,8 @@ class SchedulingLoop:
     def __init__(self, master, interval: float = 1.0, config: SfairConfig = None):
         self.m = master
         self.interval = interval
-        self.config = config or SfairConfig(max_cycle_s=2.0)
+        every = getattr(getattr(master, "cfg", None), "schedule_stream_every", 512)
+        self.config = config or SfairConfig(max_cycle_s=2.0, stream_every=every)
         self._wake = threading.Event()
         self._arrays = snapshot.NodeArrays()
         self.applier = PlanApplier(master.table, master.node_view, master.book,
@@ -130,10 +131,10 @@ class SchedulingLoop:
             spent[0] += time.perf_counter() - t
 
         try:
-            plan = sfair.schedule(snap, on_chunks)
+            plan = sfair.schedule(snap, on_chunks if self.config.stream_every > 0 else None)
         except BaseException:
             with contextlib.suppress(Exception):    # the first failure is the one raised
-                self.applier.close(stream)
+                self.applier.close(stream, failed=True)
             raise
         return plan, spent[0], stream
 

@@ -68,6 +68,8 @@ class SfairConfig:
     large_fraction: float = 0.5
     reserve_after_s: float = 60.0
     max_reservations: int = 4
+    # schedule(on_chunks=...) hands the fair pass's grants over about every this many instances
+    stream_every: int = 512
 
 
 @dataclasses.dataclass
@@ -93,13 +95,13 @@ class Sfair:
         self.plugins = plugins or Plugins.default(self.config)
         self.reservations = ReservationBook()     # carried from cycle to cycle
 
-    def schedule(self, snapshot: ClusterSnapshot, on_chunks=None, every: int = 512) -> Plan:
+    def schedule(self, snapshot: ClusterSnapshot, on_chunks=None) -> Plan:
         """`on_chunks(chunks, node_ids, gpu_sets)`, when given, is handed the fair pass's grants
-        about every `every` instances while the cycle goes on (the leader writes them
-        meanwhile); the plan still lists every chunk, the first `plan.streamed` of them
+        about every `config.stream_every` instances while the cycle goes on (the leader writes
+        them meanwhile); the plan still lists every chunk, the first `plan.streamed` of them
         handed over already."""
         cycle = _Cycle(snapshot, self.config, self.plugins, self.reservations)
-        cycle.on_chunks, cycle.every = on_chunks, every
+        cycle.on_chunks, cycle.every = on_chunks, self.config.stream_every
         return cycle.run()
 
 

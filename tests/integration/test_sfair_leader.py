@@ -305,3 +305,36 @@ def test_higher_priority_preempts_the_newest_lower_priority_instances(cluster, t
     assert kept == {str(i) for i in range(NODES - 3)}, sorted(set(map(str, range(NODES))) - kept)
     # each preemptor sits where a victim was: no node holds two 7-cpu instances
     assert not set(instance_nodes(s)) & set(instance_nodes(low))
+
+
+# ---- 7. grants written while Sfair decides ----
+
+def test_grants_streamed_in_parts_land_numbered_with_the_record_last(etcd_server, cluster_name, tmp_path, etcd):
+    """A master that hands Sfair's placements to the writer every 4 instances: an app's 60
+    grants reach etcd in transactions of their own, instance ids 0-59 each once, and the
+    record (next_instance 60) in another (written whole, the record would share theirs; the
+    two may commit in either order)."""
+    c = LocalCluster(etcd_server.endpoint, cluster_name, tmp_path)
+    c.start_master(schedule_stream_every=4)
+    c.start_hollow(NODES, labels=LABELS, capacity={"cpu": NODE_CPU, "memory": "32Gi"})
+    try:
+        c.wait_ready(nodes=NODES)
+        watch = GrantWatch(etcd, c.keys)
+        try:
+            app_id = submit(c, tmp_path, "wide", "instances: 60\nresources: {request: {cpu: 1, memory: 1Gi}}\n"
+                            "max_per_node: 2\n")
+            act_as_am(c, "wide")
+            s = held(c, "wide", 60)
+            wait_for(lambda: len(watch.of(app_id)) >= 60, 10, what="the watch to see the grants")
+        finally:
+            watch.close()
+        assert sorted((i["allocation"]["instance_id"] for i in s["instances"]), key=int) == [str(i) for i in range(60)]
+        assert max(collections.Counter(instance_nodes(s)).values()) <= 2
+        events = watch.of(app_id)
+        assert sorted(int(e[3]) for e in events) == list(range(60))        # each granted once
+        revisions = {e[0] for e in events}
+        value, meta = etcd.get(c.keys.app("wide"))
+        record = types_pb2.AppRecord.FromString(value)
+        assert record.next_instance == 60 and meta.mod_revision not in revisions, (meta.mod_revision, revisions)
+    finally:
+        c.stop()

@@ -166,7 +166,18 @@ def test_a_failed_write_releases_the_lock_and_keeps_only_what_committed():
     except Exception as e:
         assert type(e).__name__ == "NotLeader"
     assert not t.lock._is_owned()
-    assert len(t.allocations["a-1"]) == 120 and t.apps["a"].next_instance == 0
+    assert len(t.allocations["a-1"]) == 120
+    # the record never went: the next cycle must not grant ids 0-119 again
+    assert t.apps["a"].next_instance == 120
+
+
+def test_a_cycle_that_fails_after_parts_went_moves_next_instance_past_them():
+    t, _, applier, _ = setup("a")
+    c = applier_mod.CycleApply({"a-1/0": want("a", 4)}, t.index.version)
+    applier.part(c, [chunk("a-1/0", [0, 1], [2, 1])], NODES, {})
+    applier.close(c, failed=True)                          # Sfair raised: no last part
+    assert not t.lock._is_owned() and sorted(t.allocations["a-1"]) == ["0", "1", "2"]
+    assert t.apps["a"].next_instance == 3
 
 
 def test_this_cycles_grants_are_never_preemption_candidates():
