@@ -50,3 +50,25 @@ def test_grants_on_a_node_that_left_are_refused_alone():
     out = applier_mod.Applied()
     placed = applier._on_live_nodes([(0, 2), (1, 3), (2, 1)], ["a", "b", "c"], out)
     assert placed == [(0, 2), (2, 1)] and out.refused == 3
+
+
+def test_the_cyclic_collector_pauses_for_a_cycles_decisions_and_comes_back_even_after_a_failure():
+    import gc
+    assert gc.isenabled()
+    seen = []
+    with loop_mod._collector_paused():
+        seen.append(gc.isenabled())
+    assert seen == [False] and gc.isenabled()
+    try:
+        with loop_mod._collector_paused():
+            raise RuntimeError("Sfair failed")
+    except RuntimeError:
+        pass
+    assert gc.isenabled()
+    gc.disable()                                  # whoever disabled it before keeps it off
+    try:
+        with loop_mod._collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
