@@ -31,6 +31,7 @@ class EqClass:
     app: Optional[str]                   # set only for an app class (per-app counts)
     base: Optional["EqClass"] = None     # an app class's shape class
     static_mask: np.ndarray = None
+    static_all: bool = False             # every node passes the static filters (no mask to apply)
     static_results: list = None          # FilterResult per static filter, for explanations
     slots: np.ndarray = None
     score: np.ndarray = None
@@ -79,6 +80,7 @@ class EquivalenceCache:
             eq.shape_dims = shape[eq.dims]
             eq.inv_capacity_dims = self.state.inv_capacity[:, eq.dims]
             eq.static_mask, eq.static_results = self._static_mask(eq)
+            eq.static_all = bool(eq.static_mask.all())
             self._classes[key] = eq
         return eq
 
@@ -111,8 +113,9 @@ class EquivalenceCache:
             self.full_rebuilds += 1
             return None
         self.row_refreshes += 1
-        changed = set(state.changed[eq.seen:])
-        return np.fromiter(sorted(changed), dtype=np.int64, count=len(changed))
+        # duplicates are harmless (each row gets the same values twice) and cheaper to keep
+        # than to remove: a refresh is a few rows, and every numpy call costs microseconds
+        return np.array(state.changed[eq.seen:], dtype=np.int64)
 
     def _refresh_shape(self, eq: EqClass) -> EqClass:
         state = self.state
@@ -125,19 +128,25 @@ class EquivalenceCache:
             eq.slots = np.zeros(n, dtype=np.int64)
             eq.score = np.zeros(n)
             eq.pick = np.full(n, -np.inf)
+        # This runs once per step of the fair pass, on a few rows: the cost is the number of
+        # numpy calls, not their size, so calls that change nothing are skipped.
         slots = self.fits.room(state, eq, rows)
         if self.gpu_slots is not None and self.gpu_slots.applies(eq):
             slots = np.minimum(slots, self.gpu_slots.room(state, eq, rows))
-        eq.slots[rows] = np.where(eq.static_mask[rows], slots, 0)
+        if not eq.static_all:
+            slots = np.where(eq.static_mask[rows], slots, 0)
+        eq.slots[rows] = slots
         score = None
         for scorer, weight in self.scorers:
             if weight and scorer.applies(eq):
-                part = weight * scorer.score(state, eq, rows)
+                part = scorer.score(state, eq, rows)
+                if weight != 1:
+                    part = weight * part
                 score = part if score is None else score + part
         if score is None:
             score = np.zeros(len(rows))
         eq.score[rows] = score
-        eq.pick[rows] = np.where(eq.slots[rows] > 0, score, -np.inf)
+        eq.pick[rows] = np.where(slots > 0, score, -np.inf)
         eq.seen = state.version
         return eq
 

@@ -70,6 +70,7 @@ class FairQueue:
         for heap in self._heaps.values():
             heapq.heapify(heap)
         self._path: list = []
+        self._increments: dict = {}          # shape bytes -> one instance's dominant share
 
     def next(self):
         """(work, max instances before the order would change) or None when nothing is left."""
@@ -137,7 +138,14 @@ class FairQueue:
     def _increment(self, work: Work) -> float:
         """Upper bound on one instance's addition to a dominant share."""
         if work.increment is None:
-            work.increment = float((work.request.shape * self.pools.inv_capacity).max())
+            # by shape: thousands of single-instance requests share a few shapes, and each
+            # would otherwise pay two numpy calls in its only step
+            shape = work.request.shape
+            key = shape.tobytes()
+            inc = self._increments.get(key)
+            if inc is None:
+                inc = self._increments[key] = float((shape * self.pools.inv_capacity).max())
+            work.increment = inc
         return work.increment
 
     def _pool_gap(self, pool: int, key: tuple, rival: tuple, work: Work, inc: float) -> float:

@@ -78,14 +78,20 @@ class PoolTree:
 
     def charge(self, pool: int, amount: np.ndarray) -> None:
         """Add `amount` (negative to give back) to the pool and every ancestor."""
-        usage, inv = self.usage, self.inv_capacity
-        guaranteed = self.guarantee_on_path[pool]
-        for a in self.ancestor_list[pool]:     # a short path: row operations beat fancy indexing
-            row = usage[a]
-            row += amount
-            self._share[a] = float((row * inv).max())
-            if guaranteed:
-                self._guarantee_ratio[a] = float((row * self.inv_guaranteed[a]).max())
+        # Once per step: a fixed handful of numpy calls for the whole path (fancy indexing),
+        # not a few per ancestor, since each call costs more than the arithmetic it does.
+        anc = self.ancestors[pool]
+        rows = self.usage[anc]
+        rows += amount
+        self.usage[anc] = rows
+        path = self.ancestor_list[pool]
+        shares = np.maximum.reduce(rows * self.inv_capacity, axis=1).tolist()
+        for a, s in zip(path, shares):
+            self._share[a] = s
+        if self.guarantee_on_path[pool]:
+            ratios = np.maximum.reduce(rows * self.inv_guaranteed[anc], axis=1).tolist()
+            for a, r in zip(path, ratios):
+                self._guarantee_ratio[a] = r
 
     def dominant_share(self, pool: int) -> float:
         return self._share[pool]

@@ -126,6 +126,7 @@ class _Cycle:
         self.uncontended = False
         self.on_chunks, self.every = None, 0
         self.streamed = self.streamed_count = 0      # chunks, instances handed to on_chunks
+        self._explained: dict = {}           # (id(class), state version) -> pending reason
         pools = self.state.pools
         gangs: dict = {}
         for seq, req in enumerate(snapshot.pending):
@@ -154,7 +155,7 @@ class _Cycle:
                 w.blocked = "invalid"
 
     def _demand_fits(self) -> bool:
-        demand = sum((_demand(w) for w in self.works if not w.reason), 0)
+        demand = _demand_by((w for w in self.works if not w.reason), lambda w: None).get(None, 0)
         return bool(np.all(demand <= self.state.free.sum(axis=0)))
 
     def run(self) -> Plan:
@@ -216,9 +217,7 @@ class _Cycle:
         live = [w for w in self.works if not w.reason and w.remaining]
         entitlement = None
         if not self.uncontended and self.config.entitlement_chunks:
-            pending = {}
-            for w in live:
-                pending[w.pool] = pending.get(w.pool, 0) + _demand(w)
+            pending = _demand_by(live, lambda w: w.pool)
             entitlement = entitlement_shares(self.state.pools, pending, self.state.cluster_capacity)
         queue = FairQueue(self.state, live, entitlement, self.config.entitlement_step)
         budget = self.t0 + self.config.max_cycle_s if self.config.max_cycle_s else None
@@ -265,7 +264,7 @@ class _Cycle:
             work.eq = self.cache.of(req, pools.gpu_models[work.pool])
         eq = self.cache.refresh(work.eq)
         rows, n = choose_nodes(self.state, eq, want, self.plugins.spread_domain)
-        placed = int(n.sum())
+        placed = _count(n)
         if req.gang:
             stmt = Statement(self.state)
             if placed == want:
@@ -282,11 +281,21 @@ class _Cycle:
         if placed:
             self.state.place(rows, n, req.shape, req.app, work.pool)
             self._keep_gpus(req.request_id, self.state.last_gpu_sets)
-            self._grant(work, rows, n)
+            self._grant(work, rows, n, placed)
         if placed < want:
-            work.reason = explain_filters(self.state, self.cache.refresh(eq), self.plugins)
+            work.reason = self._explain(eq)
             return False
         return work.remaining > 0
+
+    def _explain(self, eq) -> str:
+        """Why `eq` found too few nodes. Once the cluster is full, request after request of
+        the same class fails with nothing placed in between: the state version is the same,
+        so is the answer, and it costs a pass over every node."""
+        key = (id(eq), self.state.version)
+        why = self._explained.get(key)
+        if why is None:
+            why = self._explained[key] = explain_filters(self.state, self.cache.refresh(eq), self.plugins)
+        return why
 
     def _gang_step(self, work: Work) -> bool:
         """Every instance of every request of the gang, through one statement: a member
@@ -346,10 +355,11 @@ class _Cycle:
                     out[id(step)] = {row: [chosen]}
         return out
 
-    def _grant(self, work: Work, rows, n) -> None:
+    def _grant(self, work: Work, rows, n, k: int = None) -> None:
         req = work.request
         self.chunks.append((req.request_id, req.app, req.first_instance + work.granted, rows, n))
-        k = int(n.sum())
+        if k is None:
+            k = _count(n)
         self.placed += k
         work.granted += k
         work.remaining -= k
@@ -384,5 +394,31 @@ class _Cycle:
         return plan
 
 
+def _count(n: "np.ndarray") -> int:
+    """Instances in a placement; one row (most steps) read directly, as n.sum() costs more."""
+    return int(n[0]) if n.size == 1 else int(n.sum())
+
+
 def _demand(work: Work) -> "np.ndarray":
     return work.demand()
+
+
+def _demand_by(works, key) -> dict:
+    """key(work) -> what those works still ask for in total. Instances are counted per
+    (key, shape) and multiplied once: with thousands of single-instance requests, two numpy
+    calls per request would cost more than the rest of the cycle's setup."""
+    counts: dict = {}
+    shapes: dict = {}
+    out: dict = {}
+    for w in works:
+        k = key(w)
+        if w.members is not None:            # a gang: members of several shapes
+            out[k] = out.get(k, 0) + w.demand()
+            continue
+        shape = w.request.shape
+        group = (k, shape.tobytes())
+        counts[group] = counts.get(group, 0) + w.remaining
+        shapes.setdefault(group, shape)
+    for group, count in counts.items():
+        out[group[0]] = out.get(group[0], 0) + count * shapes[group]
+    return out

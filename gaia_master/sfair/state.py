@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from gaia_master.sfair.gpu_topology import GpuTable, assign, instances_that_fit, release, whole_gpus
-from gaia_master.sfair.model import D, DIM_INDEX, ClusterSnapshot, RunningSummary
+from gaia_master.sfair.model import DIM_INDEX, ClusterSnapshot, RunningSummary
 from gaia_master.sfair.pools import PoolTree
 
 
@@ -154,19 +154,28 @@ class ClusterState:
         self._apply(rows, n, shape, app, pool, -1)
 
     def _apply(self, rows, n, shape, app, pool, sign) -> None:
-        if rows.size == 1:
-            self.free[int(rows[0])] -= (sign * int(n[0])) * shape
+        # One row is the common case (single instances, one step each): plain ints and one
+        # row operation, since at that size each numpy call costs more than its work.
+        one = rows.size == 1
+        if one:
+            row, k = int(rows[0]), int(n[0])
+            total = (sign * k) * shape
+            self.free[row] -= total
         else:
             self.free[rows] -= sign * n[:, None] * shape[None, :]
-        total = sign * int(n.sum()) * shape
+            total = sign * int(n.sum()) * shape
         self.pools.charge(pool, total)
-        self.app_usage[app] = self.app_usage.get(app, np.zeros(D, dtype=np.int64)) + total
+        usage = self.app_usage.get(app)
+        # `total` is a fresh array that nothing mutates, so a new app may keep it as is
+        self.app_usage[app] = total if usage is None else usage + total
         self._app_share.pop(app, None)
         counts = self._app_counts.get(app)
         if counts is None and sign < 0:
             counts = self.app_counts(app)    # includes what is being undone; subtracted below
         if counts is not None:
             counts[rows] += sign * n.astype(np.int32)
+        elif one:
+            self._app_nodes.setdefault(app, []).extend([row] * k)
         else:
             self._app_nodes.setdefault(app, []).extend(np.repeat(rows, n).tolist())
         if self.gpus is not None:
@@ -174,4 +183,7 @@ class ClusterState:
                 self.last_gpu_sets = {}
             if shape[_SHARE] > 0:
                 self._apply_gpus(rows, n, shape, app, sign)
-        self.changed.extend(rows.tolist())
+        if one:
+            self.changed.append(row)
+        else:
+            self.changed.extend(rows.tolist())

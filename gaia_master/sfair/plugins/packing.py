@@ -10,7 +10,8 @@ def _utilisation_after(state, eq, rows) -> np.ndarray:
         return np.zeros(len(rows))
     free_after = state.free[rows[:, None], eq.dims] - eq.shape_dims
     # above 1 only where the shape does not fit, and those nodes are never picked
-    return 1.0 - (free_after * eq.inv_capacity_dims[rows]).sum(axis=1) / eq.dims.size
+    # np.add.reduce rather than .sum(): the same sum without a Python wrapper (see Fits.room)
+    return 1.0 - np.add.reduce(free_after * eq.inv_capacity_dims[rows], axis=1) / eq.dims.size
 
 
 class MostAllocated:
