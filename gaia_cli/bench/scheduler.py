@@ -272,8 +272,8 @@ def _etcd_ceiling(c: _Cluster, apps: list, count: int) -> dict:
 
     The transactions are built exactly as the leader builds a cycle's (AppTable._transactions
     over the applier's groups: up to 120 Allocations of an app's shape per fenced transaction,
-    then every app's record, the same fields and sizes, keys as long: a shadow cluster root `/gaia/bench-ceilg/`, which, like
-    allocations/, nothing watches), all of them beforehand, so only their writing is timed:
+    then every app's record; the same fields and sizes, keys as long: a shadow cluster root
+    `/gaia/bench-ceilg/`, which, like allocations/, nothing watches), all of them beforehand, so only their writing is timed:
     through the leader's pipeline (scheduling/writer.py) at its depth and at twice it, the
     better counting (the best these transactions do here, not the leader's choice). Each try
     writes fresh keys; they are deleted and etcd compacted afterwards, since uncompacted
