@@ -5,7 +5,8 @@ A plan is computed outside the table's lock, so by the time it lands an app may 
 killed, its AM replaced, or a node may have left or filled up (an AM released and re-asked).
 Like Nomad's plan applier, each request's grants are re-checked and the ones that no longer
 hold are refused (they stay pending for the next cycle); a refused gang member refuses the
-whole gang. The rest is written app by app, a gang and its app record in one transaction.
+whole gang. The rest is written while Sfair still decides (CycleApply): plain grants in
+parts, then gangs, AMs and moves with their app's record, each record once, last.
 """
 from __future__ import annotations
 
@@ -65,10 +66,6 @@ class PlanApplier:
         self.book = book
         self.events = events              # the master's event log: evictions are recorded there
         self._addresses: dict = {}
-
-    def apply(self, plan, wanted: dict, version: int) -> Applied:
-        """A whole plan at once (what finish does with nothing handed over before)."""
-        return self.finish(CycleApply(wanted, version), plan)
 
     def part(self, c: CycleApply, chunks: list, node_ids, gpu_sets: dict) -> None:
         """Write plain instance requests' grants placed so far, left in flight; AMs, gangs and
@@ -320,14 +317,6 @@ class PlanApplier:
             node = self.node_view.node(node_id)
             self._addresses[node_id] = node.address if node is not None else None
         return self._addresses[node_id]
-
-
-def _copy(message, **fields):
-    out = type(message)()
-    out.CopyFrom(message)
-    for name, value in fields.items():
-        setattr(out, name, value)
-    return out
 
 
 def _by_request(chunks: list) -> dict:

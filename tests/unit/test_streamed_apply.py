@@ -47,6 +47,13 @@ def want(app, count, first=0, gang=False):
     return Wanted(f"{app}-1", 1, False, first, count, SHAPE, None, gang)
 
 
+def finish(applier, c, chunks=(), streamed=0, pending=None):
+    """The cycle's last part: Sfair's plan, the first `streamed` of its chunks handed over."""
+    plan = Plan(NODES, list(chunks), pending or {}, {})
+    plan.streamed = streamed
+    return applier.finish(c, plan)
+
+
 def chunk(rid, rows, n):
     return (rid, rid.split("/")[0], 0, np.array(rows), np.array(n))
 
@@ -72,9 +79,7 @@ def test_a_request_split_over_parts_is_numbered_on_and_its_record_written_once_l
     applier.part(c, [chunk("a-1/0", [0, 1], [2, 1])], NODES, {})
     applier.part(c, [chunk("a-1/0", [2], [2]), chunk("a-1/0", [0], [1])], NODES, {})
     assert record_puts(transport, "a") == []          # parts write allocations alone
-    plan = Plan(NODES, [], {"a-1/0": "no room"}, {})
-    plan.streamed = 0
-    out = applier.finish(c, plan)
+    out = finish(applier, c, pending={"a-1/0": "no room"})
     assert allocation_ids(transport, "a") == ["0", "1", "2", "3", "4", "5"]
     (record,) = record_puts(transport, "a")
     assert record.next_instance == 6 and record.message.startswith(applier_mod.WAITING)
@@ -91,9 +96,7 @@ def test_unstreamed_chunks_of_a_streamed_request_continue_its_numbering():
     c = applier_mod.CycleApply(wanted, t.index.version)
     applier.part(c, [chunk("a-1/0", [0], [2])], NODES, {})
     first, rest = chunk("a-1/0", [0], [2]), chunk("a-1/0", [3], [2])
-    plan = Plan(NODES, [first, rest], {}, {})
-    plan.streamed = 1                                   # the first was handed over already
-    applier.finish(c, plan)
+    finish(applier, c, [first, rest], streamed=1)        # the first was handed over already
     assert allocation_ids(transport, "a") == ["0", "1", "2", "3"]
     assert record_puts(transport, "a")[-1].next_instance == 4
 
@@ -105,9 +108,7 @@ def test_gangs_and_ams_wait_for_the_last_part_and_go_with_their_record():
     c = applier_mod.CycleApply(wanted, t.index.version)
     applier.part(c, [chunk("a-1/am", [1], [1]), chunk("g-1/0", [0, 1], [2, 1])], NODES, {})
     assert transport.sent == []                          # nothing of them yet
-    plan = Plan(NODES, [], {}, {})
-    plan.streamed = 0
-    applier.finish(c, plan)
+    finish(applier, c)
     (gang_txn,) = [r for r in transport.sent if any(b"/apps/g" in op.request_put.key for op in r.success)]
     keys = [op.request_put.key.decode() for op in gang_txn.success]
     assert [k for k in keys if k.endswith("/g") or "/g-1/" in k] == ["/gaia/c1/apps/g"] + [f"/gaia/c1/allocations/g-1/{i}" for i in range(3)]
@@ -123,9 +124,7 @@ def test_gpu_sets_are_taken_in_order_across_parts():
     c = applier_mod.CycleApply(wanted, t.index.version)
     applier.part(c, [chunk("a-1/0", [0], [1])], NODES, sets)
     applier.part(c, [chunk("a-1/0", [0], [2])], NODES, sets)
-    plan = Plan(NODES, [], {}, {})
-    plan.streamed = 0
-    applier.finish(c, plan)
+    finish(applier, c)
     granted = [types_pb2.Allocation.FromString(v) for k, v in puts(transport) if "/allocations/" in k]
     assert [(a.instance_id, list(a.gpu_indices)) for a in granted] == [("0", [0]), ("1", [1]), ("2", [2])]
 
@@ -135,9 +134,7 @@ def test_a_part_for_a_killed_app_is_refused_and_nothing_is_written_for_it():
     t.apps["a"].state = types_pb2.APP_STATE_KILLED
     c = applier_mod.CycleApply({"a-1/0": want("a", 2)}, t.index.version)
     applier.part(c, [chunk("a-1/0", [0], [2])], NODES, {})
-    plan = Plan(NODES, [], {}, {})
-    plan.streamed = 0
-    out = applier.finish(c, plan)
+    out = finish(applier, c)
     assert transport.sent == [] and out.refused == 2 and out.granted == 0
 
 
@@ -146,9 +143,7 @@ def test_the_lock_is_held_from_the_first_part_to_the_end():
     c = applier_mod.CycleApply({"a-1/0": want("a", 2)}, t.index.version)
     applier.part(c, [chunk("a-1/0", [0], [1])], NODES, {})
     assert t.lock._is_owned()
-    plan = Plan(NODES, [], {}, {})
-    plan.streamed = 0
-    applier.finish(c, plan)
+    finish(applier, c)
     assert not t.lock._is_owned()
 
 
@@ -159,9 +154,7 @@ def test_a_failed_write_releases_the_lock_and_keeps_only_what_committed():
     c = applier_mod.CycleApply({"a-1/0": want("a", 300)}, t.index.version)
     try:
         applier.part(c, [chunk("a-1/0", [0, 1, 2], [100, 100, 100])], NODES, {})
-        plan = Plan(NODES, [], {}, {})
-        plan.streamed = 0
-        applier.finish(c, plan)
+        finish(applier, c)
         raise AssertionError("the refused fence must raise")
     except Exception as e:
         assert type(e).__name__ == "NotLeader"
@@ -190,9 +183,7 @@ def test_this_cycles_grants_are_never_preemption_candidates():
     applier.part(c, [chunk("a-1/0", [1], [2])], NODES, {})   # instances 3 and 4 now in memory
     running = _before_cycle(t, "p", _fresh_from(wanted))
     assert sorted(r.instance for r in running) == ["0", "1", "2"]
-    plan = Plan(NODES, [], {}, {})
-    plan.streamed = 0
-    applier.finish(c, plan)
+    finish(applier, c)
 
 
 def test_the_index_knows_each_pools_lowest_priority_without_listing_it():
