@@ -87,6 +87,7 @@ class Master:
         self.join_tokens = JoinTokens(self.keys, self.etcd, self.store)   # gaia node token create / join
         self.enrol_server, self.join_address = None, ""
         self.scheduling = SchedulingLoop(self)
+        self.node_view.on_join = self.scheduling.wake    # new capacity: the backlog may fit now
         self.reconciler = Reconciler(self)
         self._term = 0            # bumped on every election and deposition
         self._ready_term = -1     # the term whose state is loaded; serve only then

@@ -39,6 +39,10 @@ class NodeView:
         # on_change(app_ids, everything): after containers of those apps changed, or (everything)
         # after a node left or the mirror was reloaded; called outside the lock (WatchApp)
         self.on_change = lambda app_ids, everything: None
+        # on_join(): after a node that was not in the mirror registered (new capacity: the
+        # leader's scheduling loop retries its backlog now, not at its next timed cycle)
+        self.on_join = lambda: None
+        self._joined = False
         self._tables = (
             (keys.nodes, types_pb2.NodeInfo, self._put_node, self._del_node),
             (keys.containers, types_pb2.ContainerStatus, self._put_container, self._del_container),
@@ -69,6 +73,7 @@ class NodeView:
                            for prefix, *_ in self._tables]
         self.broken = False
         self.on_change((), True)
+        self.on_join()     # nodes may have come back while the mirror was broken
 
     def close(self):
         self._cancel()
@@ -87,13 +92,17 @@ class NodeView:
             self.broken = True
             return
         with self.lock:
+            self._joined = False
             applied = [self._apply(event) for event in response.events]
+            joined = self._joined
             if prefix == self.keys.services:   # this watch's header: the registry is mirrored up to it
                 changes = [(*_app_instance(rest), value, at) for rest, value, at in applied]
                 self.endpoint_log.apply(changes, response.header.revision)
             # three watches advance separately; the mirror's revision is for the logs only
             self.revision = max(self.revision, response.header.revision)
         self._changed(response.events)
+        if joined:
+            self.on_join()
 
     def _changed(self, events):
         apps, everything = set(), False
@@ -123,6 +132,7 @@ class NodeView:
     # ---- tables ----
 
     def _put_node(self, node_id, info):
+        self._joined |= node_id not in self.nodes
         self.nodes[node_id] = info
         self.node_version += 1
 
