@@ -147,9 +147,12 @@ class MasterClient:
         while True:
             for address in self._candidates():
                 try:
-                    return attempt(self._stub(address))
+                    answer = attempt(self._stub(address))
+                    self._leader = address   # the next call goes straight there, not via etcd
+                    return answer
                 except grpc.RpcError as e:
                     if e.code() not in RETRYABLE:
+                        self._leader = address   # it answered: a refusal is not a failover
                         raise GaiaError(e.code(), e.details()) from None
                     last = f"{address}: {e.code().name}: {e.details()}"
                     self._leader = rpc.leader_of(e) if e.code() == grpc.StatusCode.FAILED_PRECONDITION else ""

@@ -97,7 +97,7 @@ def _cluster(work: str, nodes: int, churn: int, cpu: int, memory_gib: int):
         fleets["leaving"] = _hollow(work, etcd.endpoint, "leaving", churn, capacity, ttl)
         _wait(lambda: len(master.node_view.nodes) >= nodes, 120, "hollow nodes to register")
         cluster = _Cluster(work, etcd, master, client, fleets)
-        cluster.capacity, cluster.ttl = capacity, ttl
+        cluster.capacity, cluster.ttl, cluster.churn = capacity, ttl, churn
         # the bench's own deletes and compactions, on a client of their own: a compaction of
         # 400,000 revisions outlasts the master client's 5 s deadline, and a deadline marks the
         # (only) endpoint failed for every call of that client, the leader's keepalive included
@@ -200,45 +200,44 @@ def _submit(c: _Cluster, apps: list) -> None:
 def _measure(c: _Cluster, apps: list, rng, settle_s: float) -> dict:
     asked = sum(s.instances for s in apps)
     before = _etcd_ceiling(c, apps, asked)      # measured before and after the run: the best try counts
-    totals, elapsed, asked_s, cpu = _run(c, apps, settle_s)
+    totals, elapsed, asked_s, cpu, am_restarts = _run(c, apps, settle_s)
     with c.master.table.lock:   # the leader idle, as before the run: its loop, at saturation, keeps
         after = _etcd_ceiling(c, apps, asked)     # re-trying the backlog; the ceiling is etcd's
     ceiling = {"puts_per_s": max(before["puts_per_s"], after["puts_per_s"]), "before": before, "after": after}
     grants = grant_check.read_grants(c.master.etcd, CLUSTER)
     report = grant_check.check(grants, _demand(apps))
-    return _figures(apps, totals, elapsed, asked_s, ceiling, report, cpu, _utilisation(grants))
+    figures = _figures(apps, totals, elapsed, asked_s, ceiling, report, cpu, _utilisation(grants))
+    figures["placements"]["am_restarts"] = am_restarts     # AMs on nodes that left, asked again
+    return figures
 
 
 def _run(c: _Cluster, apps: list, settle_s: float) -> tuple:
     """Every AM asks, the leader places, nodes churn, until nothing more is granted: (the
-    loop's totals, first ask to last grant, seconds the asks took, CPU per process)."""
-    loop, table = c.master.scheduling, c.master.table
+    loop's totals, first ask to last grant, seconds the asks took, CPU per process, AMs
+    restarted)."""
+    loop = c.master.scheduling
     procs = {"etcd": psutil.Process(c.etcd.proc.pid), "hollow": [psutil.Process(p.pid) for p in c.fleets.values()],
              "master+bench": psutil.Process()}
-    cpu0 = _cpu(procs)
-    for spec in apps:   # each app's AM registers, as a real one would, before the clock starts
-        record = table.apps[spec.name]
-        c.client.call("RegisterAM", master_pb2.RegisterAMRequest(app_id=record.app_id, attempt=record.am_attempt))
+    ams = _BenchAMs(c, apps)
+    ams.register()      # each app's AM registers, as a real one would, before the clock starts
     # Every AM's ask lands in the leader's queue at once (what the RequestContainers handler
     # does for each), so the run starts from the whole demand: fairness at saturation is
     # only defined when every pool's demand is known.
+    cpu0 = _cpu(procs)
     loop.totals.__init__()
     t0 = time.perf_counter()
-    for spec in apps:
-        record = table.apps[spec.name]
-        c.master.book.ask_instances(record.app_id, record.am_attempt, spec.instances, spec.resources.request,
-                                    gang=False)
+    ams.ask()
     loop.wake()
     asked_s = time.perf_counter() - t0
     procs["hollow"].append(_churn(c))
-    _wait_quiet(loop, c.master.book, settle_s)
+    _wait_quiet(loop, c.master.book, settle_s, ams)
     totals = copy.deepcopy(loop.totals)   # the run's: cycles go on (the backlog) while the bench measures
     elapsed = (totals.last_grant_at or time.perf_counter()) - t0
     used = _cpu_delta(procs, cpu0)
     window = time.perf_counter() - t0      # the whole measured run, settling included
     cpu = {k: v / window for k, v in used.items()}
     cpu["us_per_grant"] = {k: round(used[k] * 1e6 / max(1, totals.granted), 1) for k in ("etcd", "master+bench")}
-    return totals, elapsed, asked_s, cpu
+    return totals, elapsed, asked_s, cpu, ams.restarted
 
 
 def _churn(c: _Cluster) -> psutil.Process:
@@ -246,14 +245,52 @@ def _churn(c: _Cluster) -> psutil.Process:
     The leaving fleet is stopped, so it revokes its leases and its nodes vanish at once (with
     the long TTL of a large fleet, a killed one's nodes would look alive for the whole run)."""
     leaving = c.fleets.pop("leaving")
-    count = sum(1 for n in c.master.node_view.node_list() if "-leaving-" in n.node_id) or 1
     leaving.terminate()
     c.fleets["left"] = leaving    # reaped at the end only: until then psutil still reads its CPU
-    c.fleets["joining"] = _hollow(c.work, c.etcd.endpoint, "joining", count, c.capacity, c.ttl)
+    c.fleets["joining"] = _hollow(c.work, c.etcd.endpoint, "joining", c.churn, c.capacity, c.ttl)
     return psutil.Process(c.fleets["joining"].pid)
 
 
-def _wait_quiet(loop, book, settle_s: float, limit_s: float = 600) -> None:
+class _BenchAMs:
+    """This process plays every app's AM. An AM on a node that leaves is restarted by the
+    leader on another node (a new attempt, which voids the old attempt's ask); its successor
+    registers and asks again for the app's whole target, as a real AM does."""
+    POLL_S = 0.5
+
+    def __init__(self, c: _Cluster, apps: list):
+        self.c, self.apps = c, apps
+        self.attempts = {}          # app name -> the AM attempt that asked
+        self.restarted = 0
+        self._polled = 0.0
+
+    def register(self, specs=None) -> None:
+        for spec in specs or self.apps:
+            record = self.c.master.table.apps[spec.name]
+            self.c.client.call("RegisterAM", master_pb2.RegisterAMRequest(app_id=record.app_id,
+                                                                         attempt=record.am_attempt))
+
+    def ask(self, specs=None) -> None:
+        for spec in specs or self.apps:
+            record = self.c.master.table.apps[spec.name]
+            self.attempts[spec.name] = record.am_attempt
+            self.c.master.book.ask_instances(record.app_id, record.am_attempt, spec.instances,
+                                             spec.resources.request, gang=False)
+
+    def poll(self) -> None:
+        """The successors of restarted AMs, once granted, register and ask."""
+        if time.monotonic() - self._polled < self.POLL_S:
+            return
+        self._polled = time.monotonic()
+        apps = self.c.master.table.apps
+        moved = [s for s in self.apps if apps[s.name].am_attempt != self.attempts[s.name]]
+        if moved:
+            self.restarted += len(moved)
+            self.register(moved)
+            self.ask(moved)
+            self.c.master.scheduling.wake()
+
+
+def _wait_quiet(loop, book, settle_s: float, ams: _BenchAMs = None, limit_s: float = 600) -> None:
     """Until nothing was granted for `settle_s` seconds (demand exceeds capacity: it
     saturates, and cycles that find the backlog still does not fit may go on) and no cycle
     is running, so the totals are final."""
@@ -261,6 +298,8 @@ def _wait_quiet(loop, book, settle_s: float, limit_s: float = 600) -> None:
     seen, quiet_since = -1, time.monotonic()
     while time.monotonic() < deadline:
         time.sleep(0.05)
+        if ams is not None:
+            ams.poll()
         if loop.totals.granted != seen:
             seen, quiet_since = loop.totals.granted, time.monotonic()
         elif time.monotonic() - quiet_since > settle_s and book.started == book.cycles:

@@ -144,12 +144,14 @@ class HollowFleet:
                                       version=gaia_common.__version__, drivers=sorted(self.drivers))
             self.nodes[info.node_id] = HollowNode(i, info, self.keys)
         self.epoch = EpochGuard(lambda: current_epoch(self.etcd, self.keys), errors=ETCD_ERRORS)
+        self.epoch.refresh()
+        # serving before any node is advertised: a leader that sees a node at once (a fleet
+        # joining a busy cluster) may place an AM there before the rest of the fleet registered
+        node_pb2_grpc.add_NodeServicer_to_server(HollowService(self), self.server)
+        self.server.start()
         started = time.monotonic()
         self.register(list(self.nodes.values()))
         self.registered_in = time.monotonic() - started
-        self.epoch.refresh()
-        node_pb2_grpc.add_NodeServicer_to_server(HollowService(self), self.server)
-        self.server.start()
         etcd_tls = cfg.etcd_tls or {}
         self.heartbeat = KeepAlive(cfg.etcd, self.ttl, self._keepalive_requests, lambda: len(self.nodes),
                                    self._lease_gone, self._stop, metadata=self._md, on_error=self._relogin,
