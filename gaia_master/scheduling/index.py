@@ -61,6 +61,8 @@ class AllocationIndex:
         """New allocations of one app and one shape (a cycle's grants; `ids` their instance
         ids): summed per node first, so a thousand grants cost a few array additions, not a
         thousand."""
+        if len(allocs) == 1:
+            return self._add_one(allocs[0], ids[0], pool, priority, vector)
         nodes = [a.node_id for a in allocs]
         per_node = collections.Counter(nodes)
         for node_id, k in per_node.items():
@@ -81,6 +83,24 @@ class AllocationIndex:
             for a in allocs:
                 if a.gpu_indices:
                     self._gpus(a, +1)
+        self.version += 1
+
+    def _add_one(self, alloc, instance_id: str, pool: str, priority: int, vector: np.ndarray) -> None:
+        """add_granted of a single allocation (an AM, a single-instance app): what the
+        general path does, without its per-node Counters, which cost more than the sums."""
+        node_id, app_id = alloc.node_id, alloc.app_id
+        self.node_allocated[node_id] = self.node_allocated.get(node_id, 0) + vector
+        self.node_count[node_id] += 1
+        self.pool_usage[pool] = self.pool_usage.get(pool, 0) + vector
+        self.app_usage[app_id] = self.app_usage.get(app_id, 0) + vector
+        nodes = self.app_nodes.setdefault(app_id, collections.Counter())
+        if not alloc.is_am:
+            nodes[node_id] += 1
+            self.app_held[app_id] += 1
+            self._count_priority(pool, priority, 1)
+        self.by_pool.setdefault(pool, {})[(app_id, instance_id)] = (alloc, priority, vector)
+        if vector[_GPU_SHARE] > 0 and alloc.gpu_indices:
+            self._gpus(alloc, +1)
         self.version += 1
 
     def remove(self, alloc: types_pb2.Allocation, pool: str) -> None:
