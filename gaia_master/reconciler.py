@@ -67,8 +67,10 @@ class Reconciler:
         """A pass reads every app and every container, and the scheduler wakes it after every
         grant: with tens of thousands of apps, back-to-back passes would keep a core busy and
         take the GIL from the scheduling loop (measured while a bench submitted 38,000 apps:
-        passes used 1.5 s of CPU during a 2.4 s scheduling cycle). Resting 4x the pass bounds it to a fifth of a core; with few apps the rest is
-        a few milliseconds and a wake is served as soon as before."""
+        passes used 1.5 s of CPU during a 2.4 s scheduling cycle). Resting 4x the pass bounds
+        it to a fifth of a core; with few apps the rest is a few milliseconds and a wake is
+        served as soon as before. A deposed leader's passes end after the rest (at most
+        MAX_PASS_REST): its writes are fenced meanwhile."""
         time.sleep(min(MAX_PASS_REST, PASS_REST * spent))
 
     def pass_once(self):
