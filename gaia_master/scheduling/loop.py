@@ -77,6 +77,7 @@ class SchedulingLoop:
         self.config = config or SfairConfig(max_cycle_s=2.0, stream_every=every)
         self._wake = threading.Event()
         self._arrays = snapshot.NodeArrays()
+        self._requests = snapshot.RequestCache()
         self.applier = PlanApplier(master.table, master.node_view, master.book,
                                    events=getattr(master, "events", None))
         self.last: dict = {}                 # the last cycle's figures (gaia bench, logs)
@@ -144,7 +145,8 @@ class SchedulingLoop:
         try:
             t0 = time.perf_counter()
             snap, wanted, version = snapshot.build(self.m.table, self.m.node_view, self.m.pool_table().list(),
-                                                   book, self._arrays, time.time(), self.m.drains.nodes)
+                                                   book, self._arrays, time.time(), self.m.drains.nodes,
+                                                   self._requests)
             if not snap.pending:
                 self.metrics.idle()
                 return {}

@@ -130,8 +130,37 @@ def pool_specs(pools: list) -> list:
 _NEVER = float("inf")
 
 
+class RequestCache:
+    """Each instance ask's requests, kept from cycle to cycle while nothing they are made of
+    changed: the ask (the book makes a new one on every ask), the app's record (replaced, never
+    changed in place, on every change: next_instance, state, AM attempt), what the app holds,
+    and the node set (a spread's per-domain limit). Rebuilding them took about 30 µs a request,
+    over a second of every cycle at 40,000 single-instance apps."""
+
+    def __init__(self):
+        self._entries: dict = {}          # app_id -> (ask, record, held, nodes, [(PendingRequest, Wanted)])
+
+    def requests(self, table, nodes, asks, book, pending: list, wanted: dict) -> None:
+        kept = {}
+        for ask in asks:
+            record = table.by_id(ask.app_id)
+            held = table.index.app_held.get(ask.app_id, 0)
+            entry = self._entries.get(ask.app_id)
+            if entry is None or not (entry[0] is ask and entry[1] is record and entry[2] == held
+                                     and entry[3] is nodes):
+                mine, theirs = [], {}
+                _instance_requests(table, nodes, ask, book, mine, theirs)
+                entry = (ask, record, held, nodes, [(r, theirs[r.request_id]) for r in mine])
+            for request, w in entry[4]:
+                pending.append(request)
+                wanted[request.request_id] = w
+            if entry[4]:
+                kept[ask.app_id] = entry
+        self._entries = kept
+
+
 def build(table, node_view, pools: list, book, arrays: NodeArrays, now: float,
-          draining=frozenset()) -> tuple:
+          draining=frozenset(), requests: RequestCache = None) -> tuple:
     """(ClusterSnapshot, {request_id: Wanted}, index version) under the table's lock.
     `draining`: node ids that take no new work."""
     instance_asks, am_asks, move_asks = book.asks()
@@ -143,8 +172,7 @@ def build(table, node_view, pools: list, book, arrays: NodeArrays, now: float,
         pending, wanted = [], {}
         for ask in am_asks.values():
             _am_request(table, ask, book, pending, wanted)
-        for ask in instance_asks.values():
-            _instance_requests(table, nodes, ask, book, pending, wanted)
+        (requests or RequestCache()).requests(table, nodes, instance_asks.values(), book, pending, wanted)
         live = set(nodes.ids) if move_asks else set()
         for ask in move_asks.values():
             _move_request(table, nodes, ask, book, pending, wanted, live, draining)
